@@ -1,0 +1,28 @@
+"""pyqueue: a durable background-job queue that lives inside PostgreSQL."""
+
+from pyqueue.client import Queue
+from pyqueue.errors import (
+    InvalidArgument,
+    InvalidPayload,
+    JobNotFound,
+    JobStateError,
+    PyqueueError,
+    SchemaError,
+)
+from pyqueue.jobs import ClaimedJob, Job
+from pyqueue.schema import SCHEMA_VERSION, migrate, rollback_all
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ClaimedJob",
+    "InvalidArgument",
+    "InvalidPayload",
+    "Job",
+    "JobNotFound",
+    "JobStateError",
+    "PyqueueError",
+    "Queue",
+    "SchemaError",
+    "migrate",
+    "rollback_all",
+]

@@ -1,0 +1,203 @@
+"""`Queue`: the producer's and operator's client.
+
+Every method is one call of a SQL function in schema `pyqueue`; the job state
+machine lives in the database, not here. Methods that write take an optional
+`conn`: given one, they run on it inside the caller's transaction (a rollback
+leaves no job); otherwise each call is its own transaction on a pooled
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from pyqueue.errors import InvalidPayload, translate_errors
+from pyqueue.jobs import Job
+
+FINISHED_CHANNEL = "pyqueue_finished"
+
+
+def to_json(payload: Any, what: str = "payload") -> Jsonb:
+    """Wrap a value for a jsonb argument, refusing what JSON cannot hold."""
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidPayload(f"{what} is not JSON-serialisable: {error}") from None
+    return Jsonb(payload, dumps=lambda _: text)
+
+
+class Queue:
+    """A client of the pyqueue schema in the database at `conninfo`."""
+
+    def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
+        self.conninfo = conninfo
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=max_connections,
+            open=True,
+            check=ConnectionPool.check_connection,
+            name="pyqueue-client",
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(
+        self, conn: psycopg.Connection[Any] | None
+    ) -> Iterator[psycopg.Connection[Any]]:
+        with translate_errors():
+            if conn is not None:
+                yield conn
+            else:
+                with self._pool.connection() as pooled:
+                    yield pooled
+
+    def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> int:
+        """Add a job; return its id (the existing job's, for a known idempotency key)."""
+        with self._connection(conn) as c:
+            row = c.execute(
+                "SELECT pyqueue.enqueue(%s, %s, run_at => %s, delay => %s, priority => %s,"
+                " max_attempts => %s, idempotency_key => %s)",
+                [queue, to_json(payload), run_at, delay, priority, max_attempts, idempotency_key],
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def enqueue_many(
+        self,
+        queue: str,
+        payloads: Sequence[Any],
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> list[int]:
+        """Add one job per payload in one statement; return their ids in order."""
+        documents = [to_json(p, f"payloads[{i}]") for i, p in enumerate(payloads, 1)]
+        keys = list(idempotency_keys) if idempotency_keys is not None else None
+        with self._connection(conn) as c:
+            rows = c.execute(
+                "SELECT * FROM pyqueue.enqueue_batch(%s, %s::jsonb[], run_at => %s, delay => %s,"
+                " priority => %s, max_attempts => %s, idempotency_keys => %s::text[])",
+                [queue, documents, run_at, delay, priority, max_attempts, keys],
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def get_job(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job:
+        """One job by id; raises JobNotFound for an unknown id."""
+        with self._connection(conn) as c:
+            job = (
+                c.cursor(row_factory=class_row(Job))
+                .execute("SELECT * FROM pyqueue.get_job(%s)", [job_id])
+                .fetchone()
+            )
+        assert job is not None
+        return job
+
+    def list_jobs(
+        self, *, status: str | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Jobs newest first, optionally of one status and one queue."""
+        with self._connection(None) as c:
+            return (
+                c.cursor(row_factory=class_row(Job))
+                .execute("SELECT * FROM pyqueue.list_jobs(%s, %s, %s)", [status, queue, limit])
+                .fetchall()
+            )
+
+    def list_dead(self, *, queue: str | None = None, limit: int = 100) -> list[Job]:
+        """Dead-lettered jobs, newest first."""
+        return self.list_jobs(status="dead", queue=queue, limit=limit)
+
+    def retry_dead(self, job_id: int) -> int:
+        """Replay a dead-lettered job as a new pending job; return the new id."""
+        with self._connection(None) as c:
+            row = c.execute("SELECT pyqueue.retry_dead(%s)", [job_id]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def cancel(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> bool:
+        """Cancel a pending or running job; False when it had already finished."""
+        with self._connection(conn) as c:
+            row = c.execute("SELECT pyqueue.cancel(%s)", [job_id]).fetchone()
+        assert row is not None
+        return bool(row[0])
+
+    def purge(self, *, older_than: timedelta | None = None, queue: str | None = None) -> int:
+        """Delete finished jobs past retention (or older_than); return how many."""
+        with self._connection(None) as c:
+            row = c.execute("SELECT pyqueue.purge(%s, %s)", [older_than, queue]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def configure_queue(
+        self,
+        queue: str,
+        *,
+        max_attempts: int | None = None,
+        backoff_base: timedelta | None = None,
+        backoff_max: timedelta | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
+        """Set a queue's defaults ('*' for every queue without its own)."""
+        with self._connection(None) as c:
+            c.execute(
+                "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s)",
+                [queue, max_attempts, backoff_base, backoff_max, retention],
+            )
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until the job has finished, or `timeout` seconds; return it as it is then.
+
+        Woken by the NOTIFY that complete, fail, cancel and recovery send; the job
+        is read again after each wake-up and at least every few seconds, in case a
+        notification was missed while connecting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with (
+            translate_errors(),
+            psycopg.connect(self.conninfo, autocommit=True) as listener,
+        ):
+            listener.execute(f"LISTEN {FINISHED_CHANNEL}")
+            while True:
+                job = self.get_job(job_id, conn=listener)
+                if job.finished:
+                    return job
+                remaining = 5.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return job
+                for note in listener.notifies(timeout=min(remaining, 5.0)):
+                    if str(job_id) in note.payload.split(","):
+                        break

@@ -1,0 +1,58 @@
+"""The typed shapes of jobs as the SQL API returns them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row of the `pyqueue.all_jobs` view: a job, live or dead-lettered.
+
+    status is one of pending, running, completed, cancelled, dead; a retry
+    waiting for its turn is pending with `error` set. `finished` is true once
+    the job will not run again.
+    """
+
+    id: int
+    queue: str
+    status: str
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: datetime | None
+    progress: int | None
+    progress_message: str | None
+    result: Any
+    error: str | None
+    traceback: str | None
+    idempotency_key: str | None
+    worker: str | None
+    locked_until: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    failed_at: datetime | None
+    finished_at: datetime | None
+    retried_as: int | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to a worker by `pyqueue.claim_batch`.
+
+    lease_token is the fencing value that complete, fail, heartbeat and progress
+    calls must present.
+    """
+
+    id: int
+    queue: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    lease_token: uuid.UUID
+    locked_until: datetime

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Static checks that CI runs: ruff (lint and format) and mypy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/ruff check pyqueue tests benchmarks
+.venv/bin/ruff format --check pyqueue tests benchmarks
+.venv/bin/mypy pyqueue

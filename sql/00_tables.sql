@@ -1,0 +1,110 @@
+-- pyqueue tables and indexes.
+--
+-- jobs       the hot table: every job that is pending, running, completed or
+--            cancelled. Built for churn: the claim reads one partial index that
+--            holds only pending jobs, so finished rows never slow it down.
+-- dead_jobs  the dead-letter table: jobs whose attempts ran out, moved here whole
+--            (same id) in the transaction that gave up on them.
+-- queues     per-queue defaults; the row named '*' holds the defaults of every
+--            queue that has no row (or a NULL column) of its own.
+
+CREATE SCHEMA pyqueue;
+COMMENT ON SCHEMA pyqueue IS 'pyqueue: a durable job queue; see sql/ for the API';
+
+CREATE TABLE pyqueue.queues (
+    name         text PRIMARY KEY,
+    max_attempts integer CHECK (max_attempts BETWEEN 1 AND 1000),
+    backoff_base interval CHECK (backoff_base > interval '0'),
+    backoff_max  interval CHECK (backoff_max > interval '0'),
+    retention    interval CHECK (retention >= interval '0'),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
+-- 1 h, finished jobs kept for 7 days. configure_queue('*', ...) changes them.
+INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention)
+VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days');
+
+CREATE TABLE pyqueue.jobs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue            text        NOT NULL,
+    status           text        NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'completed', 'cancelled')),
+    priority         integer     NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    -- attempt counts claims: a job runs for the n-th time with attempt = n.
+    attempt          integer     NOT NULL DEFAULT 0,
+    max_attempts     integer     NOT NULL,
+    payload          jsonb       NOT NULL,
+    -- Per-job backoff; NULL takes the queue's.
+    backoff_base     interval,
+    backoff_max      interval,
+    idempotency_key  text,
+    -- The fencing value of the current claim: only its holder may finish the job.
+    lease_token      uuid,
+    locked_until     timestamptz,
+    worker           text,
+    progress         smallint,
+    progress_message text,
+    result           jsonb,
+    error            text,
+    traceback        text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    failed_at        timestamptz,
+    finished_at      timestamptz,
+    CHECK (attempt BETWEEN 0 AND max_attempts),
+    CHECK ((status = 'running') = (lease_token IS NOT NULL))
+) WITH (
+    -- Room on each page for the new versions of updated rows, and a vacuum that
+    -- keeps up with a table whose rows change state several times a minute.
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- The claim: due pending jobs of one queue, highest priority then oldest first.
+-- Only pending rows are in it, so a million finished jobs cost the claim nothing.
+CREATE INDEX jobs_claim_idx ON pyqueue.jobs (queue, priority DESC, run_at, id)
+    WHERE status = 'pending';
+
+-- Lease recovery: running jobs by lease end.
+CREATE INDEX jobs_lease_idx ON pyqueue.jobs (locked_until)
+    WHERE status = 'running';
+
+-- One job per idempotency key and queue, enforced by the database so that
+-- concurrent enqueues cannot both insert.
+CREATE UNIQUE INDEX jobs_idempotency_idx ON pyqueue.jobs (queue, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- Purge and the per-minute throughput view read finished jobs by time.
+CREATE INDEX jobs_finished_idx ON pyqueue.jobs (finished_at)
+    WHERE status IN ('completed', 'cancelled');
+
+CREATE TABLE pyqueue.dead_jobs (
+    id               bigint PRIMARY KEY,
+    queue            text        NOT NULL,
+    priority         integer     NOT NULL,
+    attempt          integer     NOT NULL,
+    max_attempts     integer     NOT NULL,
+    payload          jsonb       NOT NULL,
+    backoff_base     interval,
+    backoff_max      interval,
+    idempotency_key  text,
+    worker           text,
+    progress         smallint,
+    progress_message text,
+    error            text,
+    traceback        text,
+    created_at       timestamptz NOT NULL,
+    started_at       timestamptz,
+    failed_at        timestamptz,
+    dead_at          timestamptz NOT NULL DEFAULT now(),
+    -- Set when retry_dead replayed this job as a new one.
+    retried_as       bigint,
+    retried_at       timestamptz
+);
+
+CREATE INDEX dead_jobs_dead_at_idx ON pyqueue.dead_jobs (dead_at);

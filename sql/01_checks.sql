@@ -1,0 +1,99 @@
+-- Argument checks shared by the public functions. Each raises SQLSTATE 22023
+-- (invalid_parameter_value) with a message that names the argument, before
+-- anything is written.
+
+-- _check_queue(queue): a queue name is 1 to 100 characters, letters, digits and
+-- . _ - :, starting with a letter or digit. Names are identifiers people type in
+-- psql and shells, so quotes, spaces and control characters are refused.
+CREATE FUNCTION pyqueue._check_queue(queue text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF queue IS NULL OR queue !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$' THEN
+        RAISE EXCEPTION 'pyqueue: invalid queue name %', coalesce(quote_literal(left(queue, 120)), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A queue name has 1 to 100 characters: letters, digits and . _ - :, '
+                         'starting with a letter or digit.';
+    END IF;
+END;
+$$;
+
+-- _check_range(name, value, low, high): raise unless low <= value <= high.
+-- NULL passes: callers check NULL where NULL is not allowed.
+CREATE FUNCTION pyqueue._check_range(name text, value numeric, low numeric, high numeric)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF value < low OR value > high THEN
+        RAISE EXCEPTION 'pyqueue: % must be between % and %, got %', name, low, high, value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END;
+$$;
+
+-- _check_interval(name, value, allow_zero): a duration is finite, not negative
+-- (not zero unless allowed) and at most 10 years.
+CREATE FUNCTION pyqueue._check_interval(name text, value interval, allow_zero boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF value < interval '0' OR (value = interval '0' AND NOT allow_zero) THEN
+        RAISE EXCEPTION 'pyqueue: % must be %, got %', name,
+            CASE WHEN allow_zero THEN 'zero or positive' ELSE 'positive' END, value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF value > interval '3650 days' THEN
+        RAISE EXCEPTION 'pyqueue: % must be at most 10 years, got %', name, value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END;
+$$;
+
+-- _job_not_found(job_id): raise SQLSTATE P0002 (no_data_found) naming the id.
+CREATE FUNCTION pyqueue._job_not_found(job_id bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pyqueue: no job with id %', coalesce(job_id::text, 'NULL')
+        USING ERRCODE = 'no_data_found';
+END;
+$$;
+
+-- _require_job(job_id): raise unless the id names a job, live or dead. Called on
+-- the slow path of a function that changed nothing, to tell "unknown job" from
+-- "job not in a state for this".
+CREATE FUNCTION pyqueue._require_job(job_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM jobs WHERE id = job_id)
+       AND NOT EXISTS (SELECT 1 FROM dead_jobs WHERE id = job_id) THEN
+        PERFORM _job_not_found(job_id);
+    END IF;
+END;
+$$;
+
+-- _check_pairs(job_ids, lease_tokens): the two arrays of a batch call pair up.
+CREATE FUNCTION pyqueue._check_pairs(job_ids bigint[], lease_tokens uuid[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF job_ids IS NULL OR lease_tokens IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: job_ids and lease_tokens must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(job_ids) <> cardinality(lease_tokens) THEN
+        RAISE EXCEPTION 'pyqueue: job_ids has % elements, lease_tokens has %',
+            cardinality(job_ids), cardinality(lease_tokens)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END;
+$$;

@@ -1,0 +1,83 @@
+-- Per-queue settings and the backoff schedule.
+
+-- queue_settings(queue) -> pyqueue.queues
+-- The effective settings of a queue: its own row where a column is set, the
+-- defaults row '*' otherwise. Works for queues that have no row at all.
+CREATE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
+LANGUAGE sql STABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT queue_settings.queue,
+           coalesce(q.max_attempts, d.max_attempts),
+           coalesce(q.backoff_base, d.backoff_base),
+           coalesce(q.backoff_max, d.backoff_max),
+           coalesce(q.retention, d.retention),
+           coalesce(q.updated_at, d.updated_at)
+    FROM queues d
+    LEFT JOIN queues q ON q.name = queue_settings.queue
+    WHERE d.name = '*';
+$$;
+
+-- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention)
+--   -> pyqueue.queues (the effective settings afterwards)
+-- Sets the defaults of one queue; '*' sets those of every queue without its own.
+-- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
+-- max_attempts they were given.
+CREATE FUNCTION pyqueue.configure_queue(
+    queue        text,
+    max_attempts integer  DEFAULT NULL,
+    backoff_base interval DEFAULT NULL,
+    backoff_max  interval DEFAULT NULL,
+    retention    interval DEFAULT NULL
+) RETURNS pyqueue.queues
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF queue IS DISTINCT FROM '*' THEN
+        PERFORM _check_queue(queue);
+    END IF;
+    PERFORM _check_range('max_attempts', configure_queue.max_attempts, 1, 1000);
+    PERFORM _check_interval('backoff_base', configure_queue.backoff_base);
+    PERFORM _check_interval('backoff_max', configure_queue.backoff_max);
+    PERFORM _check_interval('retention', configure_queue.retention, allow_zero => true);
+
+    INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention)
+    VALUES (configure_queue.queue, configure_queue.max_attempts, configure_queue.backoff_base,
+            configure_queue.backoff_max, configure_queue.retention)
+    ON CONFLICT (name) DO UPDATE
+    SET max_attempts = coalesce(excluded.max_attempts, q.max_attempts),
+        backoff_base = coalesce(excluded.backoff_base, q.backoff_base),
+        backoff_max  = coalesce(excluded.backoff_max, q.backoff_max),
+        retention    = coalesce(excluded.retention, q.retention),
+        updated_at   = now();
+
+    RETURN queue_settings(configure_queue.queue);
+END;
+$$;
+
+-- backoff_delay(attempt, base, cap, jitter) -> interval
+-- The wait before the retry that follows failed attempt number `attempt` (1 for
+-- the first run). The ceiling grows as base * 2^(attempt-1) up to `cap`; the
+-- delay is drawn in [ceiling/2, ceiling] ("equal jitter") from jitter in [0, 1].
+-- Because each ceiling is twice the one before until the cap, the delays never
+-- shrink from one attempt to the next, whatever the jitter.
+CREATE FUNCTION pyqueue.backoff_delay(
+    attempt integer,
+    base    interval,
+    cap     interval,
+    jitter  double precision DEFAULT random()
+) RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT make_interval(secs => ceiling * (0.5 + greatest(0, least(1, jitter)) / 2))
+    FROM (
+        SELECT least(
+            extract(epoch FROM base) * power(2::double precision, least(greatest(attempt, 1) - 1, 60)),
+            extract(epoch FROM cap)
+        )::double precision AS ceiling
+    ) AS c;
+$$;

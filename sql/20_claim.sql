@@ -1,0 +1,121 @@
+-- Claim: lease due jobs to a worker, and hand back jobs it never started.
+
+-- What a worker gets for each job it claims. lease_token is the fencing value:
+-- complete, fail, heartbeat, report_progress and release act only when given
+-- the token of the job's current claim.
+CREATE TYPE pyqueue.claimed_job AS (
+    id           bigint,
+    queue        text,
+    payload      jsonb,
+    attempt      integer,
+    max_attempts integer,
+    lease_token  uuid,
+    locked_until timestamptz
+);
+
+-- claim_batch(queues, worker, batch_size, lease) -> SETOF pyqueue.claimed_job
+-- Leases up to batch_size due pending jobs of the given queues to `worker` (a
+-- name for people to read) for `lease`: highest priority first, then earliest
+-- run_at, then lowest id. Rows locked by concurrent claims are skipped, never
+-- waited for, so two claims never return the same job. Each claimed job is
+-- running, its attempt counted.
+--
+-- Recovery of expired leases is part of the claim: the first claimer to take a
+-- transaction-level advisory lock runs recover_expired() before claiming, and
+-- claimers that find it taken skip it. So a dead worker's jobs are pending again
+-- within their lease plus one claim interval, with no janitor to deploy.
+CREATE FUNCTION pyqueue.claim_batch(
+    queues     text[],
+    worker     text,
+    batch_size integer  DEFAULT 1,
+    lease      interval DEFAULT interval '30 seconds'
+) RETURNS SETOF pyqueue.claimed_job
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF coalesce(cardinality(queues), 0) = 0 THEN
+        RAISE EXCEPTION 'pyqueue: queues must name at least one queue'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF worker IS NULL OR worker = '' THEN
+        RAISE EXCEPTION 'pyqueue: worker must name the worker'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: batch_size must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _check_range('batch_size', batch_size, 1, 10000);
+    IF lease IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: lease must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _check_interval('lease', lease);
+
+    IF pg_try_advisory_xact_lock(hashtext('pyqueue.recover_expired')) THEN
+        PERFORM recover_expired();
+    END IF;
+
+    RETURN QUERY
+    WITH candidates AS (
+        -- One index range per queue (jobs_claim_idx is ordered within a queue),
+        -- merged and cut to batch_size. A single ORDER BY over queue = ANY(...)
+        -- would instead sort every due job of all the queues on each claim.
+        SELECT c.id
+        FROM unnest(queues) AS q(name)
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.run_at
+            FROM jobs j
+            WHERE j.status = 'pending'
+              AND j.queue = q.name
+              AND j.run_at <= now()
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT claim_batch.batch_size
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.priority DESC, c.run_at, c.id
+        LIMIT claim_batch.batch_size
+    )
+    UPDATE jobs j
+    SET status       = 'running',
+        attempt      = j.attempt + 1,
+        lease_token  = gen_random_uuid(),
+        locked_until = now() + claim_batch.lease,
+        worker       = claim_batch.worker,
+        started_at   = now(),
+        progress     = NULL,
+        progress_message = NULL
+    FROM candidates
+    WHERE j.id = candidates.id
+    RETURNING j.id, j.queue, j.payload, j.attempt, j.max_attempts, j.lease_token, j.locked_until;
+END;
+$$;
+
+-- release(job_ids, lease_tokens) -> SETOF bigint (the ids handed back)
+-- Hands back claimed jobs the worker never started (on shutdown): they are
+-- pending again at once and the claim is not counted as an attempt. Pairs whose
+-- token no longer holds the job are ignored.
+CREATE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    PERFORM _check_pairs(job_ids, lease_tokens);
+    RETURN QUERY
+    UPDATE jobs j
+    SET status       = 'pending',
+        attempt      = j.attempt - 1,
+        lease_token  = NULL,
+        locked_until = NULL,
+        run_at       = now()
+    FROM unnest(job_ids, lease_tokens) AS h(id, token)
+    WHERE j.id = h.id AND j.status = 'running' AND j.lease_token = h.token
+    RETURNING j.id;
+    PERFORM pg_notify('pyqueue_jobs', queue)
+    FROM (SELECT DISTINCT queue FROM jobs WHERE id = ANY (job_ids) AND status = 'pending') AS q;
+END;
+$$;

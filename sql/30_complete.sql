@@ -1,0 +1,81 @@
+-- Complete: a worker reports success. Finished jobs are announced on channel
+-- 'pyqueue_finished' (payload: job ids, comma-separated) so that waiters wake.
+
+-- _notify_finished(job_ids): one NOTIFY per chunk of ids, each well under the
+-- 8000-byte payload limit.
+CREATE FUNCTION pyqueue._notify_finished(job_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT pg_notify('pyqueue_finished', string_agg(id::text, ','))
+    FROM unnest(job_ids) WITH ORDINALITY AS f(id, ord)
+    GROUP BY (ord - 1) / 400;
+$$;
+
+-- complete(job_id, lease_token, result) -> boolean
+-- Marks a running job completed and stores the handler's JSON result. Returns
+-- false, changing nothing, when the caller no longer holds the job (its lease
+-- was recovered and the job claimed again, or it was cancelled). Raises when
+-- no job has that id.
+CREATE FUNCTION pyqueue.complete(job_id bigint, lease_token uuid, result jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    UPDATE jobs
+    SET status       = 'completed',
+        result       = complete.result,
+        finished_at  = now(),
+        lease_token  = NULL,
+        locked_until = NULL
+    WHERE id = job_id AND status = 'running' AND lease_token = complete.lease_token;
+    IF FOUND THEN
+        PERFORM _notify_finished(ARRAY[job_id]);
+        RETURN true;
+    END IF;
+    PERFORM _require_job(job_id);
+    RETURN false;
+END;
+$$;
+
+-- complete_batch(job_ids, lease_tokens, results) -> SETOF bigint
+-- complete() for many jobs in one statement. results, when given, pairs with
+-- job_ids (NULL: no results). Returns the ids that were completed; the others
+-- were no longer held by the caller (or do not exist).
+CREATE FUNCTION pyqueue.complete_batch(
+    job_ids      bigint[],
+    lease_tokens uuid[],
+    results      jsonb[] DEFAULT NULL
+) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+DECLARE
+    done bigint[];
+BEGIN
+    PERFORM _check_pairs(job_ids, lease_tokens);
+    IF results IS NOT NULL AND cardinality(results) <> cardinality(job_ids) THEN
+        RAISE EXCEPTION 'pyqueue: results has % elements, job_ids has %',
+            cardinality(results), cardinality(job_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH finished AS (
+        UPDATE jobs j
+        SET status       = 'completed',
+            result       = results[d.ord],
+            finished_at  = now(),
+            lease_token  = NULL,
+            locked_until = NULL
+        FROM unnest(job_ids, lease_tokens) WITH ORDINALITY AS d(id, token, ord)
+        WHERE j.id = d.id AND j.status = 'running' AND j.lease_token = d.token
+        RETURNING j.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO done FROM finished;
+    PERFORM _notify_finished(done);
+    RETURN QUERY SELECT unnest(done);
+END;
+$$;

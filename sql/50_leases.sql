@@ -1,0 +1,100 @@
+-- Leases: heartbeat, progress and recovery of jobs whose worker went away.
+
+-- heartbeat(job_ids, lease_tokens, lease) -> SETOF bigint
+-- Extends the leases the caller holds to now() + lease. Returns the ids still
+-- held; a job missing from the answer was lost (recovered, claimed again or
+-- cancelled) and its handler's outcome will not be recorded.
+CREATE FUNCTION pyqueue.heartbeat(
+    job_ids      bigint[],
+    lease_tokens uuid[],
+    lease        interval DEFAULT interval '30 seconds'
+) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    PERFORM _check_pairs(job_ids, lease_tokens);
+    IF lease IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: lease must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _check_interval('lease', lease);
+    RETURN QUERY
+    UPDATE jobs j
+    SET locked_until = now() + lease
+    FROM unnest(job_ids, lease_tokens) AS h(id, token)
+    WHERE j.id = h.id AND j.status = 'running' AND j.lease_token = h.token
+    RETURNING j.id;
+END;
+$$;
+
+-- report_progress(job_id, lease_token, progress, message) -> boolean
+-- Best-effort progress of a running job: progress is clamped to 0..100 (NULL
+-- keeps the last value), message cut to 1000 characters. Returns false when the
+-- caller no longer holds the job. Never raises for a lost or unknown job: a
+-- progress report must not fail a handler.
+CREATE FUNCTION pyqueue.report_progress(
+    job_id      bigint,
+    lease_token uuid,
+    progress    integer,
+    message     text DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    UPDATE jobs
+    SET progress         = coalesce(greatest(0, least(100, report_progress.progress)), progress),
+        progress_message = coalesce(left(message, 1000), progress_message)
+    WHERE id = job_id AND status = 'running' AND lease_token = report_progress.lease_token;
+    RETURN FOUND;
+END;
+$$;
+
+-- recover_expired(max_jobs) -> integer (the number of jobs recovered)
+-- Running jobs whose lease ran out (their worker died or stalled without a
+-- heartbeat) go back to pending, due now, with the expired run counted as an
+-- attempt; those with no attempts left are dead-lettered. At most max_jobs per
+-- call, oldest lease first. claim_batch calls this (see 20_claim.sql); calling
+-- it by hand is harmless.
+CREATE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+DECLARE
+    retry_ids bigint[];
+    dead_ids  bigint[];
+BEGIN
+    PERFORM _check_range('max_jobs', max_jobs, 1, 100000);
+    SELECT coalesce(array_agg(id) FILTER (WHERE attempt < max_attempts), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE attempt >= max_attempts), '{}')
+    INTO retry_ids, dead_ids
+    FROM (
+        SELECT id, attempt, max_attempts FROM jobs
+        WHERE status = 'running' AND locked_until < now()
+        ORDER BY locked_until
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ) AS expired;
+
+    UPDATE jobs
+    SET status       = 'pending',
+        run_at       = now(),
+        error        = format('lease expired: worker %s stopped without finishing attempt %s',
+                              worker, attempt),
+        traceback    = NULL,
+        failed_at    = now(),
+        lease_token  = NULL,
+        locked_until = NULL
+    WHERE id = ANY (retry_ids);
+    PERFORM pg_notify('pyqueue_jobs', queue)
+    FROM (SELECT DISTINCT queue FROM jobs WHERE id = ANY (retry_ids)) AS q;
+
+    PERFORM _bury(dead_ids, 'lease expired on the last attempt: the worker stopped without finishing', NULL);
+    RETURN cardinality(retry_ids) + cardinality(dead_ids);
+END;
+$$;

@@ -1,0 +1,78 @@
+-- Reading jobs: one shape for "a job", whichever table holds it.
+
+-- all_jobs: every job, live or dead-lettered, as one row type. status is one of
+-- pending (a retry waiting shows pending with error set), running, completed,
+-- cancelled, dead. finished is true once the job will not run again.
+CREATE VIEW pyqueue.all_jobs AS
+SELECT id, queue, status, payload, priority, attempt, max_attempts, run_at,
+       progress, progress_message, result, error, traceback, idempotency_key,
+       worker, locked_until, created_at, started_at, failed_at, finished_at,
+       NULL::bigint AS retried_as,
+       status IN ('completed', 'cancelled') AS finished
+FROM pyqueue.jobs
+UNION ALL
+SELECT id, queue, 'dead', payload, priority, attempt, max_attempts, NULL,
+       progress, progress_message, NULL, error, traceback, idempotency_key,
+       worker, NULL, created_at, started_at, failed_at, dead_at,
+       retried_as,
+       true
+FROM pyqueue.dead_jobs;
+
+-- get_job(job_id) -> pyqueue.all_jobs
+-- One job by id. Raises (SQLSTATE P0002) when no job has that id.
+CREATE FUNCTION pyqueue.get_job(job_id bigint) RETURNS pyqueue.all_jobs
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+DECLARE
+    job all_jobs;
+BEGIN
+    SELECT * INTO job FROM all_jobs WHERE id = job_id;
+    IF NOT FOUND THEN
+        PERFORM _job_not_found(job_id);
+    END IF;
+    RETURN job;
+END;
+$$;
+
+-- list_jobs(status, queue, max_rows) -> SETOF pyqueue.all_jobs
+-- Jobs newest first, optionally of one status and one queue, at most max_rows.
+CREATE FUNCTION pyqueue.list_jobs(
+    status   text    DEFAULT NULL,
+    queue    text    DEFAULT NULL,
+    max_rows integer DEFAULT 100
+) RETURNS SETOF pyqueue.all_jobs
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF status NOT IN ('pending', 'running', 'completed', 'cancelled', 'dead') THEN
+        RAISE EXCEPTION 'pyqueue: unknown status %', quote_literal(left(status, 40))
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A status is one of pending, running, completed, cancelled, dead.';
+    END IF;
+    IF queue IS NOT NULL THEN
+        PERFORM _check_queue(queue);
+    END IF;
+    PERFORM _check_range('max_rows', max_rows, 1, 100000);
+    RETURN QUERY
+    SELECT * FROM all_jobs a
+    WHERE (status IS NULL OR a.status = status)
+      AND (queue IS NULL OR a.queue = queue)
+    ORDER BY a.id DESC
+    LIMIT coalesce(max_rows, 100);
+END;
+$$;
+
+-- schema_version() -> integer
+-- The version of the pyqueue schema in this database. Each migration that
+-- changes the API raises it; a client refuses a schema newer than it knows.
+CREATE FUNCTION pyqueue.schema_version() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT 1;
+$$;

@@ -1,0 +1,63 @@
+-- Roles: least privilege. Three NOLOGIN roles that an operator grants to login
+-- roles (GRANT pyqueue_worker TO app_worker). The functions are SECURITY
+-- DEFINER with a fixed search_path, so these roles reach the tables only
+-- through them; nothing in the schema is granted to PUBLIC.
+--
+--   pyqueue_producer  enqueue jobs and read their status
+--   pyqueue_worker    claim, complete, fail, heartbeat, progress, release, recover
+--   pyqueue_monitor   read the monitoring views
+--
+-- Operator actions (cancel, retry_dead, purge, configure_queue) stay with the
+-- schema owner. Roles belong to the whole cluster: they are created here only if
+-- missing, and shared by every database that runs pyqueue.
+
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['pyqueue_producer', 'pyqueue_worker', 'pyqueue_monitor'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+REVOKE ALL ON SCHEMA pyqueue FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pyqueue FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pyqueue FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyqueue FROM PUBLIC;
+REVOKE ALL ON TYPE pyqueue.claimed_job FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA pyqueue TO pyqueue_producer, pyqueue_worker, pyqueue_monitor;
+
+GRANT EXECUTE ON FUNCTION
+    pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval),
+    pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval, interval),
+    pyqueue.get_job(bigint),
+    pyqueue.list_jobs(text, text, integer),
+    pyqueue.schema_version()
+TO pyqueue_producer;
+
+GRANT EXECUTE ON FUNCTION
+    pyqueue.claim_batch(text[], text, integer, interval),
+    pyqueue.complete(bigint, uuid, jsonb),
+    pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
+    pyqueue.fail(bigint, uuid, text, text),
+    pyqueue.heartbeat(bigint[], uuid[], interval),
+    pyqueue.report_progress(bigint, uuid, integer, text),
+    pyqueue.release(bigint[], uuid[]),
+    pyqueue.recover_expired(integer),
+    pyqueue.get_job(bigint),
+    pyqueue.schema_version()
+TO pyqueue_worker;
+GRANT USAGE ON TYPE pyqueue.claimed_job TO pyqueue_worker;
+
+GRANT SELECT ON
+    pyqueue.queue_stats,
+    pyqueue.throughput,
+    pyqueue.running_jobs,
+    pyqueue.slow_jobs,
+    pyqueue.dead_letters
+TO pyqueue_monitor;
+GRANT EXECUTE ON FUNCTION pyqueue.schema_version() TO pyqueue_monitor;

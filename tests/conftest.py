@@ -1,0 +1,88 @@
+"""Test fixtures: a real PostgreSQL, and a fresh migrated database per test.
+
+With DATABASE_URL set, the tests use that server (they create and drop their
+own databases on it). Otherwise one private server is started for the session
+from the local PostgreSQL programs (as an unprivileged user when we are root),
+with durability off because its data is thrown away.
+
+pytest-postgresql builds a template database once, with the migrations
+applied, and clones it for every test: each test starts from an empty queue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql import factories
+
+import pyqueue
+from pyqueue.localserver import temporary_server
+
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+@dataclass
+class ServerInfo:
+    """What pytest-postgresql's `depends_on` reads from a base fixture."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    options: str = ""
+    maintenance_dbname: str = "postgres"
+    template_dbname: str | None = None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ServerInfo]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        params = conninfo_to_dict(url)
+        yield ServerInfo(
+            host=str(params.get("host", "127.0.0.1")),
+            port=int(params.get("port", 5432)),
+            user=str(params.get("user", "postgres")),
+            password=params.get("password"),  # type: ignore[arg-type]
+        )
+        return
+    with temporary_server(FAST_SETTINGS) as server:
+        port = server.port()
+        assert port is not None
+        yield ServerInfo(host="127.0.0.1", port=port, user="postgres", password=None)
+
+
+def _load_schema(**params: Any) -> None:
+    # The janitor passes psycopg.connect() arguments; keep the libpq ones.
+    keys = ("host", "port", "user", "password", "dbname", "options")
+    pyqueue.migrate(make_conninfo(**{k: params[k] for k in keys if params.get(k)}))
+
+
+postgresql_noproc = factories.postgresql_noproc(depends_on="pg_server", load=[_load_schema])
+postgresql = factories.postgresql("postgresql_noproc")
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection[Any]) -> str:
+    """The connection string of this test's own migrated database."""
+    info = postgresql.info
+    return make_conninfo(info.dsn, password=info.password or None)
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection for plain SQL calls, as a psql user makes them."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def queue(dsn: str) -> Iterator[pyqueue.Queue]:
+    with pyqueue.Queue(dsn) as q:
+        yield q
