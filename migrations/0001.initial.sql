@@ -21,13 +21,17 @@ CREATE TABLE pyqueue.queues (
     backoff_base interval CHECK (backoff_base > interval '0'),
     backoff_max  interval CHECK (backoff_max > interval '0'),
     retention    interval CHECK (retention >= interval '0'),
+    -- Largest payload accepted, in bytes of its stored jsonb form.
+    max_payload_bytes integer CHECK (max_payload_bytes BETWEEN 1 AND 268435456),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 
 -- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
--- 1 h, finished jobs kept for 7 days. configure_queue('*', ...) changes them.
-INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention)
-VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days');
+-- 1 h, finished jobs kept for 7 days, payloads up to 1 MiB. configure_queue('*',
+-- ...) changes them.
+INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention,
+                            max_payload_bytes)
+VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 1048576);
 
 CREATE TABLE pyqueue.jobs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -229,14 +233,15 @@ AS $$
            coalesce(q.backoff_base, d.backoff_base),
            coalesce(q.backoff_max, d.backoff_max),
            coalesce(q.retention, d.retention),
+           coalesce(q.max_payload_bytes, d.max_payload_bytes),
            coalesce(q.updated_at, d.updated_at)
     FROM queues d
     LEFT JOIN queues q ON q.name = queue_settings.queue
     WHERE d.name = '*';
 $$;
 
--- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention)
---   -> pyqueue.queues (the effective settings afterwards)
+-- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention,
+--                 max_payload_bytes) -> pyqueue.queues (the effective settings afterwards)
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
 -- max_attempts they were given.
@@ -245,7 +250,8 @@ CREATE FUNCTION pyqueue.configure_queue(
     max_attempts integer  DEFAULT NULL,
     backoff_base interval DEFAULT NULL,
     backoff_max  interval DEFAULT NULL,
-    retention    interval DEFAULT NULL
+    retention    interval DEFAULT NULL,
+    max_payload_bytes integer DEFAULT NULL
 ) RETURNS pyqueue.queues
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -260,15 +266,19 @@ BEGIN
     PERFORM _check_interval('backoff_base', configure_queue.backoff_base);
     PERFORM _check_interval('backoff_max', configure_queue.backoff_max);
     PERFORM _check_interval('retention', configure_queue.retention, allow_zero => true);
+    PERFORM _check_range('max_payload_bytes', configure_queue.max_payload_bytes, 1, 268435456);
 
-    INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention)
+    INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention,
+                             max_payload_bytes)
     VALUES (configure_queue.queue, configure_queue.max_attempts, configure_queue.backoff_base,
-            configure_queue.backoff_max, configure_queue.retention)
+            configure_queue.backoff_max, configure_queue.retention,
+            configure_queue.max_payload_bytes)
     ON CONFLICT (name) DO UPDATE
     SET max_attempts = coalesce(excluded.max_attempts, q.max_attempts),
         backoff_base = coalesce(excluded.backoff_base, q.backoff_base),
         backoff_max  = coalesce(excluded.backoff_max, q.backoff_max),
         retention    = coalesce(excluded.retention, q.retention),
+        max_payload_bytes = coalesce(excluded.max_payload_bytes, q.max_payload_bytes),
         updated_at   = now();
 
     RETURN queue_settings(configure_queue.queue);
@@ -305,9 +315,10 @@ $$;
 -- channel 'pyqueue_jobs' (payload: the queue name) wakes idle workers at commit.
 
 -- _job_defaults(queue, run_at, delay, priority, max_attempts, backoff_base,
---               backoff_max) -> (run_at, max_attempts)
+--               backoff_max) -> (run_at, max_attempts, max_payload_bytes)
 -- Checks the options that enqueue and enqueue_batch share and resolves the
--- start time and the attempt limit (from the queue's settings when NULL).
+-- start time, the attempt limit (from the queue's settings when NULL) and the
+-- queue's payload size limit.
 CREATE FUNCTION pyqueue._job_defaults(
     queue        text,
     run_at       timestamptz,
@@ -317,7 +328,8 @@ CREATE FUNCTION pyqueue._job_defaults(
     backoff_base interval,
     backoff_max  interval,
     OUT resolved_run_at timestamptz,
-    OUT resolved_max_attempts integer
+    OUT resolved_max_attempts integer,
+    OUT max_payload_bytes integer
 )
 LANGUAGE plpgsql STABLE
 SET search_path = pyqueue, pg_temp
@@ -342,8 +354,32 @@ BEGIN
     PERFORM _check_interval('backoff_base', backoff_base);
     PERFORM _check_interval('backoff_max', backoff_max);
 
+    SELECT coalesce(_job_defaults.max_attempts, s.max_attempts), s.max_payload_bytes
+    INTO resolved_max_attempts, _job_defaults.max_payload_bytes
+    FROM queue_settings(queue) AS s;
     resolved_run_at := coalesce(run_at, now() + delay, now());
-    resolved_max_attempts := coalesce(max_attempts, (queue_settings(queue)).max_attempts);
+END;
+$$;
+
+-- _check_payload(name, payload, max_bytes): a payload is not NULL and its
+-- stored size is within the queue's limit.
+CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF payload IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: % must not be NULL (use ''null''::jsonb for a JSON null)', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_column_size(payload) > max_bytes THEN
+        RAISE EXCEPTION 'pyqueue: % is % bytes, over the queue''s limit of % bytes',
+            name, pg_column_size(payload), max_bytes
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Store large data elsewhere and enqueue a reference to it, '
+                         'or raise the limit with configure_queue(max_payload_bytes => ...).';
+    END IF;
 END;
 $$;
 
@@ -374,16 +410,13 @@ DECLARE
     opts   record;
     job_id bigint;
 BEGIN
-    IF payload IS NULL THEN
-        RAISE EXCEPTION 'pyqueue: payload must not be NULL (use ''null''::jsonb for a JSON null)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF idempotency_key = '' THEN
         RAISE EXCEPTION 'pyqueue: idempotency_key must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     opts := _job_defaults(enqueue.queue, enqueue.run_at, enqueue.delay, enqueue.priority,
                           enqueue.max_attempts, enqueue.backoff_base, enqueue.backoff_max);
+    PERFORM _check_payload('payload', enqueue.payload, opts.max_payload_bytes);
 
     -- A retry loop, because the job holding the key can vanish (purged, dead-
     -- lettered) between our failed insert and our lookup.
@@ -433,7 +466,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     opts     record;
-    bad      integer;
     ids      bigint[];
     resolved bigint[];
 BEGIN
@@ -443,11 +475,6 @@ BEGIN
     END IF;
     IF array_ndims(payloads) > 1 THEN
         RAISE EXCEPTION 'pyqueue: payloads must be a one-dimensional array'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    bad := array_position(payloads, NULL);
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'pyqueue: payloads[%] is NULL (use ''null''::jsonb for a JSON null)', bad
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF idempotency_keys IS NOT NULL
@@ -463,6 +490,11 @@ BEGIN
     opts := _job_defaults(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
                           enqueue_batch.priority, enqueue_batch.max_attempts,
                           enqueue_batch.backoff_base, enqueue_batch.backoff_max);
+    -- Find the first bad payload in one pass, then let the check name it.
+    PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, opts.max_payload_bytes)
+    FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
+    WHERE p.payload IS NULL OR pg_column_size(p.payload) > opts.max_payload_bytes
+    LIMIT 1;
     IF coalesce(cardinality(payloads), 0) = 0 THEN
         RETURN;
     END IF;

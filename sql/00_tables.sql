@@ -17,13 +17,17 @@ CREATE TABLE pyqueue.queues (
     backoff_base interval CHECK (backoff_base > interval '0'),
     backoff_max  interval CHECK (backoff_max > interval '0'),
     retention    interval CHECK (retention >= interval '0'),
+    -- Largest payload accepted, in bytes of its stored jsonb form.
+    max_payload_bytes integer CHECK (max_payload_bytes BETWEEN 1 AND 268435456),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 
 -- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
--- 1 h, finished jobs kept for 7 days. configure_queue('*', ...) changes them.
-INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention)
-VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days');
+-- 1 h, finished jobs kept for 7 days, payloads up to 1 MiB. configure_queue('*',
+-- ...) changes them.
+INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention,
+                            max_payload_bytes)
+VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 1048576);
 
 CREATE TABLE pyqueue.jobs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -12,14 +12,15 @@ AS $$
            coalesce(q.backoff_base, d.backoff_base),
            coalesce(q.backoff_max, d.backoff_max),
            coalesce(q.retention, d.retention),
+           coalesce(q.max_payload_bytes, d.max_payload_bytes),
            coalesce(q.updated_at, d.updated_at)
     FROM queues d
     LEFT JOIN queues q ON q.name = queue_settings.queue
     WHERE d.name = '*';
 $$;
 
--- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention)
---   -> pyqueue.queues (the effective settings afterwards)
+-- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention,
+--                 max_payload_bytes) -> pyqueue.queues (the effective settings afterwards)
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
 -- max_attempts they were given.
@@ -28,7 +29,8 @@ CREATE FUNCTION pyqueue.configure_queue(
     max_attempts integer  DEFAULT NULL,
     backoff_base interval DEFAULT NULL,
     backoff_max  interval DEFAULT NULL,
-    retention    interval DEFAULT NULL
+    retention    interval DEFAULT NULL,
+    max_payload_bytes integer DEFAULT NULL
 ) RETURNS pyqueue.queues
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -43,15 +45,19 @@ BEGIN
     PERFORM _check_interval('backoff_base', configure_queue.backoff_base);
     PERFORM _check_interval('backoff_max', configure_queue.backoff_max);
     PERFORM _check_interval('retention', configure_queue.retention, allow_zero => true);
+    PERFORM _check_range('max_payload_bytes', configure_queue.max_payload_bytes, 1, 268435456);
 
-    INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention)
+    INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention,
+                             max_payload_bytes)
     VALUES (configure_queue.queue, configure_queue.max_attempts, configure_queue.backoff_base,
-            configure_queue.backoff_max, configure_queue.retention)
+            configure_queue.backoff_max, configure_queue.retention,
+            configure_queue.max_payload_bytes)
     ON CONFLICT (name) DO UPDATE
     SET max_attempts = coalesce(excluded.max_attempts, q.max_attempts),
         backoff_base = coalesce(excluded.backoff_base, q.backoff_base),
         backoff_max  = coalesce(excluded.backoff_max, q.backoff_max),
         retention    = coalesce(excluded.retention, q.retention),
+        max_payload_bytes = coalesce(excluded.max_payload_bytes, q.max_payload_bytes),
         updated_at   = now();
 
     RETURN queue_settings(configure_queue.queue);

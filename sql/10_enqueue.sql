@@ -3,9 +3,10 @@
 -- channel 'pyqueue_jobs' (payload: the queue name) wakes idle workers at commit.
 
 -- _job_defaults(queue, run_at, delay, priority, max_attempts, backoff_base,
---               backoff_max) -> (run_at, max_attempts)
+--               backoff_max) -> (run_at, max_attempts, max_payload_bytes)
 -- Checks the options that enqueue and enqueue_batch share and resolves the
--- start time and the attempt limit (from the queue's settings when NULL).
+-- start time, the attempt limit (from the queue's settings when NULL) and the
+-- queue's payload size limit.
 CREATE FUNCTION pyqueue._job_defaults(
     queue        text,
     run_at       timestamptz,
@@ -15,7 +16,8 @@ CREATE FUNCTION pyqueue._job_defaults(
     backoff_base interval,
     backoff_max  interval,
     OUT resolved_run_at timestamptz,
-    OUT resolved_max_attempts integer
+    OUT resolved_max_attempts integer,
+    OUT max_payload_bytes integer
 )
 LANGUAGE plpgsql STABLE
 SET search_path = pyqueue, pg_temp
@@ -40,8 +42,32 @@ BEGIN
     PERFORM _check_interval('backoff_base', backoff_base);
     PERFORM _check_interval('backoff_max', backoff_max);
 
+    SELECT coalesce(_job_defaults.max_attempts, s.max_attempts), s.max_payload_bytes
+    INTO resolved_max_attempts, _job_defaults.max_payload_bytes
+    FROM queue_settings(queue) AS s;
     resolved_run_at := coalesce(run_at, now() + delay, now());
-    resolved_max_attempts := coalesce(max_attempts, (queue_settings(queue)).max_attempts);
+END;
+$$;
+
+-- _check_payload(name, payload, max_bytes): a payload is not NULL and its
+-- stored size is within the queue's limit.
+CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF payload IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: % must not be NULL (use ''null''::jsonb for a JSON null)', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_column_size(payload) > max_bytes THEN
+        RAISE EXCEPTION 'pyqueue: % is % bytes, over the queue''s limit of % bytes',
+            name, pg_column_size(payload), max_bytes
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Store large data elsewhere and enqueue a reference to it, '
+                         'or raise the limit with configure_queue(max_payload_bytes => ...).';
+    END IF;
 END;
 $$;
 
@@ -72,16 +98,13 @@ DECLARE
     opts   record;
     job_id bigint;
 BEGIN
-    IF payload IS NULL THEN
-        RAISE EXCEPTION 'pyqueue: payload must not be NULL (use ''null''::jsonb for a JSON null)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF idempotency_key = '' THEN
         RAISE EXCEPTION 'pyqueue: idempotency_key must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     opts := _job_defaults(enqueue.queue, enqueue.run_at, enqueue.delay, enqueue.priority,
                           enqueue.max_attempts, enqueue.backoff_base, enqueue.backoff_max);
+    PERFORM _check_payload('payload', enqueue.payload, opts.max_payload_bytes);
 
     -- A retry loop, because the job holding the key can vanish (purged, dead-
     -- lettered) between our failed insert and our lookup.
@@ -131,7 +154,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     opts     record;
-    bad      integer;
     ids      bigint[];
     resolved bigint[];
 BEGIN
@@ -141,11 +163,6 @@ BEGIN
     END IF;
     IF array_ndims(payloads) > 1 THEN
         RAISE EXCEPTION 'pyqueue: payloads must be a one-dimensional array'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    bad := array_position(payloads, NULL);
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'pyqueue: payloads[%] is NULL (use ''null''::jsonb for a JSON null)', bad
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF idempotency_keys IS NOT NULL
@@ -161,6 +178,11 @@ BEGIN
     opts := _job_defaults(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
                           enqueue_batch.priority, enqueue_batch.max_attempts,
                           enqueue_batch.backoff_base, enqueue_batch.backoff_max);
+    -- Find the first bad payload in one pass, then let the check name it.
+    PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, opts.max_payload_bytes)
+    FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
+    WHERE p.payload IS NULL OR pg_column_size(p.payload) > opts.max_payload_bytes
+    LIMIT 1;
     IF coalesce(cardinality(payloads), 0) = 0 THEN
         RETURN;
     END IF;
