@@ -325,6 +325,21 @@ def purge(ctx: Context, older_than: float | None, queue_name: str | None) -> Non
         click.echo(f"purged {q.purge(older_than=seconds(older_than), queue=queue_name)} job(s)")
 
 
+@main.command()
+@click.pass_context
+@friendly_errors
+def demo(click_ctx: click.Context) -> None:
+    """Run a worker on a few realistic jobs and show their progress live."""
+    from pyqueue.demo import run_demo
+
+    ctx = click_ctx.ensure_object(Context)
+    run_demo(
+        ctx.database(migrate=True).url,
+        print_status=lambda: click_ctx.invoke(status),
+        print_dead=lambda: click_ctx.invoke(dead, limit=5),
+    )
+
+
 @main.group()
 def server() -> None:
     """Manage the private local PostgreSQL server."""
