@@ -374,3 +374,7 @@ def server_stop(ctx: click.Context) -> None:
 def server_url(ctx: click.Context) -> None:
     """Print the URL of the running private server."""
     click.echo(private_server(ctx).url())
+
+
+if __name__ == "__main__":
+    main()

@@ -113,6 +113,14 @@ class LocalServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             shutil.chown(self.base_dir, user=self._user)
+            reachable = subprocess.run(
+                ["runuser", "-u", self._user, "--", "test", "-w", str(self.base_dir)]
+            )
+            if reachable.returncode != 0:
+                raise ServerError(
+                    f"the server runs as user {self._user}, who cannot reach {self.base_dir}: "
+                    "choose a data directory whose parent folders it may enter"
+                )
         result = self._run(
             "initdb", "-D", str(self.data_dir), "-U", SUPERUSER,
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",

@@ -1,0 +1,157 @@
+"""The `pyqueue` command line, end to end: real processes against the test database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+PYQUEUE = [sys.executable, "-m", "pyqueue.cli"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(dsn: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": dsn}
+    result = subprocess.run(
+        [*PYQUEUE, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code
+    assert text in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 3
+
+
+def test_migrate_is_idempotent(dsn):
+    assert "applied 0 migration(s)" in run(dsn, "migrate").stdout
+
+
+def test_enqueue_then_inspect(dsn):
+    job_id = int(run(dsn, "enqueue", "emails.send", '{"to": "ada@example.com"}').stdout)
+    again = run(dsn, "enqueue", "emails.send", "{}", "--idempotency-key", "k1").stdout
+    same = run(dsn, "enqueue", "emails.send", "{}", "--idempotency-key", "k1").stdout
+    assert again == same
+
+    shown = run(dsn, "job", str(job_id)).stdout
+    assert "status: pending" in shown
+    assert '"to": "ada@example.com"' in shown
+
+    listed = run(dsn, "jobs", "--status", "pending", "--queue", "emails.send").stdout
+    assert str(job_id) in listed
+
+    status = run(dsn, "status").stdout
+    assert "emails.send" in status
+    assert status.splitlines()[0].split()[:3] == ["queue", "pending", "due"]
+
+
+def test_enqueue_options_reach_the_job(dsn, queue):
+    job_id = int(
+        run(
+            dsn, "enqueue", "reports", "[1, 2]",
+            "--delay", "60", "--priority", "5", "--max-attempts", "7",
+        ).stdout
+    )  # fmt: skip
+    job = queue.get_job(job_id)
+    assert (job.priority, job.max_attempts, job.payload) == (5, 7, [1, 2])
+    assert job.run_at > job.created_at
+
+
+def test_cancel_retry_dead_and_purge(dsn, db, queue):
+    job_id = queue.enqueue("emails", {}, max_attempts=1)
+    (claimed_id, token) = db.execute(
+        "SELECT id, lease_token FROM pyqueue.claim_batch('{emails}', 'cli-test', 1)"
+    ).fetchone()
+    assert db.execute("SELECT pyqueue.fail(%s, %s, 'smtp down')", [claimed_id, token]).fetchone()
+    dead = run(dsn, "dead").stdout
+    assert str(job_id) in dead and "smtp down" in dead
+
+    new_id = int(run(dsn, "retry", str(job_id)).stdout)
+    assert queue.get_job(new_id).status == "pending"
+
+    assert f"job {new_id} cancelled" in run(dsn, "cancel", str(new_id)).stdout
+    assert "already finished (cancelled)" in run(dsn, "cancel", str(new_id)).stdout
+    # The cancelled replay and the dead letter it replaced are both past retention 0.
+    assert "purged 2 job(s)" in run(dsn, "purge", "--older-than", "0").stdout
+    assert "(none)" in run(dsn, "dead").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["enqueue", "emails", "{not json"], 2, "payload is not JSON"),
+        (["enqueue", "bad name", "{}"], 1, "invalid queue name 'bad name'"),
+        (["enqueue", "emails", "{}", "--delay", "-5"], 1, "delay must be zero or positive"),
+        (["enqueue", "emails", "{}", "--max-attempts", "0"], 1, "max_attempts must be between"),
+        (["job", "999999"], 1, "no job with id 999999"),
+        (["cancel", "999999"], 1, "no job with id 999999"),
+        (["retry", "999999"], 1, "no job with id 999999"),
+        (["jobs", "--status", "finished"], 1, "unknown status 'finished'"),
+        (["job", "abc"], 2, "is not a valid integer"),
+        (["worker", "no_such_module:worker"], 2, "cannot load no_such_module:worker"),
+        (["worker", "json"], 2, "expected MODULE:OBJECT"),
+    ],
+)
+def test_bad_input_is_one_clear_line(dsn, args, code, message):
+    assert_one_line_error(run(dsn, *args, check=False), code, message)
+
+
+def test_retry_of_a_job_that_is_not_dead(dsn, queue):
+    job_id = queue.enqueue("emails", {})
+    result = run(dsn, "retry", str(job_id), check=False)
+    assert_one_line_error(result, 1, f"job {job_id} is not dead-lettered (status pending)")
+
+
+def test_unreachable_database_is_one_clear_line():
+    result = run("postgresql://nobody@127.0.0.1:1/none", "status", check=False)
+    assert_one_line_error(result, 1, "pyqueue: error:")
+
+
+def test_private_server_start_url_stop():
+    # Not under tmp_path: as root, the server's own user must be able to enter it.
+    data_dir = Path(tempfile.mkdtemp(prefix="pyqueue-cli-")) / "server"
+    data_dir.parent.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+    def cli(*args: str) -> str:
+        result = subprocess.run(
+            [*PYQUEUE, "--data-dir", str(data_dir), *args],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    try:
+        url = cli("server", "start")
+        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        assert cli("server", "url") == url
+        # The private server is migrated on first use and reused by later calls.
+        job_id = cli("enqueue", "emails", "{}")
+        assert "status: pending" in cli("job", job_id)
+    finally:
+        cli("server", "stop")
+    result = subprocess.run(
+        [*PYQUEUE, "--data-dir", str(data_dir), "server", "url"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "is not running")
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
+def test_unreachable_data_dir_is_explained(tmp_path):
+    # pytest's tmp_path is private to root, so the postgres user cannot enter it.
+    result = subprocess.run(
+        [*PYQUEUE, "--data-dir", str(tmp_path / "server"), "server", "start"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "cannot reach")
