@@ -5,8 +5,9 @@
     pyqueue enqueue reports.export '{"report": "monthly-sales", "rows": 3}'
 
 Handlers receive the job's JSON payload and a small context (id, attempt,
-progress); plain and async functions both work. What they return is stored as the job's result, and an exception
-fails the job (it is retried with backoff, then dead-lettered).
+progress); plain and async functions both work. What they return is stored as
+the job's result, and an exception fails the job (it is retried with backoff,
+then dead-lettered).
 """
 
 from __future__ import annotations
