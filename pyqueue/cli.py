@@ -376,5 +376,29 @@ def server_url(ctx: click.Context) -> None:
     click.echo(private_server(ctx).url())
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--token", envvar="PYQUEUE_DASHBOARD_TOKEN", help="Require this token.")
+@click.option(
+    "--basic-auth",
+    envvar="PYQUEUE_DASHBOARD_BASIC_AUTH",
+    metavar="USER:PASSWORD",
+    help="Require these basic-auth credentials.",
+)
+@pass_context
+@friendly_errors
+def dashboard(
+    ctx: Context, host: str, port: int, token: str | None, basic_auth: str | None
+) -> None:
+    """Serve the web dashboard and its JSON API (loopback only without credentials)."""
+    from pyqueue.dashboard import check_bind, credentials, serve
+
+    creds = credentials(token, basic_auth)
+    check_bind(host, creds)  # before a private server is started for nothing
+    click.echo(f"pyqueue dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    serve(ctx.database().url, host=host, port=port, creds=creds)
+
+
 if __name__ == "__main__":
     main()

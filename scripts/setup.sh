@@ -16,6 +16,12 @@ if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev
   apt_install postgresql
 fi
 
+# The dashboard's browser tests drive the system Chromium (a browser download fails here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Chromium for the browser tests (apt)"
+  apt_install chromium
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then

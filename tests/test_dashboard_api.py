@@ -1,0 +1,345 @@
+"""The dashboard's JSON API, pages and guards, over plain HTTP.
+
+The app runs in-process (uvicorn on a background thread, a free loopback port)
+against the test's own database; jobs are moved through the SQL API as a
+worker would move them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pyqueue.cli import main
+from pyqueue.dashboard import Credentials, check_bind, credentials, serve_in_background
+from pyqueue.errors import InvalidArgument
+
+Conn = psycopg.Connection[Any]
+
+
+# Moving jobs through the SQL API ---------------------------------------------
+
+
+def enqueue(db: Conn, queue: str, payload: Any, **options: Any) -> int:
+    named = "".join(f", {name} => %({name})s" for name in options)
+    row = db.execute(
+        f"SELECT pyqueue.enqueue(%(queue)s, %(payload)s::jsonb{named})",
+        {"queue": queue, "payload": json.dumps(payload), **options},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def claim(db: Conn, queue: str, count: int = 1) -> list[tuple[int, Any]]:
+    """Lease up to `count` due jobs of `queue`; (id, lease token) pairs."""
+    return [
+        (r[0], r[1])
+        for r in db.execute(
+            "SELECT id, lease_token FROM pyqueue.claim_batch(ARRAY[%s], 'test-worker', %s)",
+            [queue, count],
+        ).fetchall()
+    ]
+
+
+def complete_all(db: Conn, queue: str, result: Any = None) -> list[int]:
+    """Claim and complete every due job of `queue`; their ids."""
+    done = []
+    for job_id, token in claim(db, queue, 1000):
+        db.execute(
+            "SELECT pyqueue.complete(%s, %s, %s::jsonb)", [job_id, token, json.dumps(result)]
+        )
+        done.append(job_id)
+    return done
+
+
+def bury(db: Conn, queue: str, payload: Any, error: str = "ValueError: bad row 7") -> int:
+    """A job of `queue` that failed its only attempt: a dead letter; its id."""
+    job_id = enqueue(db, queue, payload, max_attempts=1)
+    [(claimed, token)] = claim(db, queue)
+    assert claimed == job_id
+    traceback = f'Traceback (most recent call last):\n  File "app.py", line 3\n{error}'
+    db.execute("SELECT pyqueue.fail(%s, %s, %s, %s)", [job_id, token, error, traceback])
+    return job_id
+
+
+# A small HTTP client that does not follow redirects -----------------------
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: str = field(repr=False)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    url: str,
+    *,
+    method: str = "GET",
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    body = None
+    if data is not None:
+        body = "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in data.items()).encode()
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    if body is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with OPENER.open(request, timeout=30) as response:
+            return Reply(response.status, dict(response.headers), response.read().decode())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, dict(error.headers), error.read().decode())
+
+
+def csrf_token(base: str) -> str:
+    page = http(base + "/").body
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    assert found, "the page carries no CSRF token"
+    return found.group(1)
+
+
+@pytest.fixture
+def base(dsn: str) -> Iterator[str]:
+    """The base URL of a dashboard serving this test's database."""
+    with serve_in_background(dsn) as url:
+        yield url
+
+
+# The JSON API -----------------------------------------------------------------
+
+
+def test_queue_stats_and_throughput_count_what_ran(db: Conn, base: str) -> None:
+    for n in range(3):
+        enqueue(db, "emails", {"to": f"user{n}@example.com"})
+    enqueue(db, "emails", {"to": "later@example.com"}, delay="1 hour")
+    complete_all(db, "emails")
+    enqueue(db, "emails", {"to": "waiting@example.com"})
+    bury(db, "reports", {"report": 1})
+
+    queues = {q["queue"]: q for q in http(base + "/api/queues").json()["queues"]}
+    assert queues["emails"]["completed"] == 3
+    assert queues["emails"]["pending"] == 2
+    assert queues["emails"]["due"] == 1
+    assert queues["emails"]["oldest_due_age"] >= 0
+    assert queues["reports"]["dead"] == 1
+    assert queues["reports"]["pending"] == 0
+
+    minutes = http(base + "/api/throughput").json()["minutes"]
+    assert len(minutes) == 60
+    assert sum(m["completed"] for m in minutes) == 3
+    assert sum(m["failed"] for m in minutes) == 1
+    only_reports = http(base + "/api/throughput?queue=reports").json()["minutes"]
+    assert sum(m["completed"] for m in only_reports) == 0
+    assert sum(m["failed"] for m in only_reports) == 1
+
+
+def test_a_job_reads_as_a_person_would_say_it(db: Conn, base: str) -> None:
+    queued = enqueue(db, "exports", {"n": 1})
+    assert http(f"{base}/api/jobs/{queued}").json()["state"] == "queued"
+
+    [(running, token)] = claim(db, "exports")
+    db.execute("SELECT pyqueue.report_progress(%s, %s, 40, 'page 4 of 10')", [running, token])
+    job = http(f"{base}/api/jobs/{running}").json()
+    assert (job["state"], job["progress"], job["progress_message"]) == (
+        "running",
+        40,
+        "page 4 of 10",
+    )
+
+    db.execute("SELECT pyqueue.complete(%s, %s, '{\"rows\": 12}')", [running, token])
+    job = http(f"{base}/api/jobs/{running}").json()
+    assert (job["state"], job["result"], job["finished"]) == ("done", {"rows": 12}, True)
+
+    dead = bury(db, "exports", {"n": 2}, error="KeyError: 'email'")
+    job = http(f"{base}/api/jobs/{dead}").json()
+    assert job["state"] == "failed"
+    assert job["error"] == "KeyError: 'email'"
+    assert "Traceback" in job["traceback"]
+
+    cancelled = enqueue(db, "exports", {"n": 3})
+    db.execute("SELECT pyqueue.cancel(%s)", [cancelled])
+    assert http(f"{base}/api/jobs/{cancelled}").json()["state"] == "cancelled"
+
+
+def test_unknown_job_is_404_with_the_reason(base: str) -> None:
+    reply = http(base + "/api/jobs/999999")
+    assert reply.status == 404
+    assert "999999" in reply.json()["error"]
+    assert http(base + "/jobs/999999").status == 404
+
+
+def test_jobs_are_listed_newest_first_by_page_and_filter(db: Conn, base: str) -> None:
+    ids = [enqueue(db, "bulk", {"i": i}) for i in range(120)]
+    other = enqueue(db, "other", {})
+
+    first = http(base + "/api/jobs?queue=bulk").json()
+    assert [j["id"] for j in first["jobs"]] == ids[::-1][:50]
+    assert first["has_more"] is True
+    third = http(base + "/api/jobs?queue=bulk&page=3").json()
+    assert [j["id"] for j in third["jobs"]] == ids[::-1][100:]
+    assert third["has_more"] is False
+
+    everything = http(base + "/api/jobs").json()["jobs"]
+    assert everything[0]["id"] == other
+    complete_all(db, "other")
+    done = http(base + "/api/jobs?status=completed").json()["jobs"]
+    assert [j["id"] for j in done] == [other]
+
+    bad = http(base + "/api/jobs?status=finished")
+    assert bad.status == 400
+    assert "unknown status" in bad.json()["error"]
+    assert http(base + "/api/jobs?page=0").status == 400
+
+
+def test_find_a_job_by_id_or_idempotency_key(db: Conn, base: str) -> None:
+    keyed = enqueue(db, "invoices", {"order": 77}, idempotency_key="order-77")
+    enqueue(db, "invoices", {"order": 78}, idempotency_key="order-78")
+
+    found = http(base + "/api/jobs?key=order-77").json()["jobs"]
+    assert [j["id"] for j in found] == [keyed]
+    assert http(base + "/api/jobs?key=nobody").json()["jobs"] == []
+
+    page = http(base + "/jobs?q=order-77")
+    assert page.status == 200
+    assert f'href="/jobs/{keyed}"' in page.body
+    assert "order-78" not in page.body
+
+    by_id = http(f"{base}/jobs?q={keyed}")
+    assert by_id.status == 303
+    assert by_id.headers["location"].endswith(f"/jobs/{keyed}")
+
+
+def test_payload_and_error_are_escaped_in_pages(db: Conn, base: str) -> None:
+    evil = "<script>window.pwned = 1</script>"
+    job_id = bury(db, "evil", {"name": evil}, error=f"ValueError: {evil}")
+    for path in (f"/jobs/{job_id}", "/jobs", "/dead"):
+        body = http(base + path).body
+        assert "<script>window.pwned" not in body, path
+        assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in body, path
+    csp = http(base + "/").headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+
+
+# Actions and their guards ---------------------------------------------------------
+
+
+def test_cancel_needs_the_csrf_token_and_a_same_origin_request(db: Conn, base: str) -> None:
+    job_id = enqueue(db, "emails", {})
+    url = f"{base}/jobs/{job_id}/cancel"
+    token = csrf_token(base)
+
+    assert http(url, method="POST", data={}).status == 403
+    assert http(url, method="POST", data={"csrf_token": "forged"}).status == 403
+    cross_site = http(
+        url, method="POST", data={"csrf_token": token}, headers={"Origin": "http://evil.test"}
+    )
+    assert cross_site.status == 403
+    cross_referer = http(
+        url, method="POST", data={"csrf_token": token}, headers={"Referer": "http://evil.test/"}
+    )
+    assert cross_referer.status == 403
+    assert http(f"{base}/api/jobs/{job_id}").json()["status"] == "pending"
+
+    same_site = http(url, method="POST", data={"csrf_token": token}, headers={"Origin": base})
+    assert same_site.status == 303
+    assert same_site.headers["location"].endswith(f"/jobs/{job_id}")
+    assert http(f"{base}/api/jobs/{job_id}").json()["state"] == "cancelled"
+    assert http(url, method="GET").status == 405
+
+
+def test_retry_and_cancel_through_the_api(db: Conn, base: str) -> None:
+    dead = bury(db, "reports", {"report": 9})
+    headers = {"X-CSRF-Token": csrf_token(base)}
+    replay = http(f"{base}/api/jobs/{dead}/retry", method="POST", headers=headers)
+    assert replay.status == 200
+    new_job = replay.json()["new_job"]
+    assert http(f"{base}/api/jobs/{new_job}").json()["state"] == "queued"
+    assert http(f"{base}/api/jobs/{dead}").json()["retried_as"] == new_job
+
+    not_dead = http(f"{base}/api/jobs/{new_job}/retry", method="POST", headers=headers)
+    assert not_dead.status == 409
+    assert "not dead-lettered" in not_dead.json()["error"]
+
+    cancel = http(f"{base}/api/jobs/{new_job}/cancel", method="POST", headers=headers)
+    assert cancel.json() == {"id": new_job, "cancelled": True}
+    again = http(f"{base}/api/jobs/{new_job}/cancel", method="POST", headers=headers)
+    assert again.json() == {"id": new_job, "cancelled": False}
+
+
+def test_only_loopback_host_names_are_served_without_credentials(base: str) -> None:
+    assert http(base + "/api/queues", headers={"Host": "localhost"}).status == 200
+    rebound = http(base + "/api/queues", headers={"Host": "attacker.example:8080"})
+    assert rebound.status == 400
+
+
+def test_non_loopback_bind_without_credentials_is_refused(dsn: str) -> None:
+    with pytest.raises(InvalidArgument, match="--token TOKEN or --basic-auth"):
+        check_bind("0.0.0.0", Credentials())
+    with pytest.raises(InvalidArgument, match="not a loopback address"):
+        serve_in_background(dsn, host="0.0.0.0").__enter__()
+    check_bind("127.0.0.1", Credentials())
+    check_bind("::1", Credentials())
+    check_bind("0.0.0.0", credentials("a-long-enough-token", None))
+
+    result = CliRunner().invoke(main, ["--database-url", dsn, "dashboard", "--host", "0.0.0.0"])
+    assert result.exit_code == 1
+    assert "refusing to serve the dashboard on 0.0.0.0" in result.output
+    with pytest.raises(InvalidArgument, match="USER:PASSWORD"):
+        credentials(None, "no-colon-here")
+    with pytest.raises(InvalidArgument, match="at least 16"):
+        credentials("short", None)
+
+
+def test_a_token_is_enforced_when_given(dsn: str) -> None:
+    token = "s3cret-token-for-the-test"
+    with serve_in_background(dsn, creds=credentials(token, None)) as base:
+        assert http(base + "/api/queues").status == 401
+        assert http(base + "/api/queues", headers={"Authorization": "Bearer nope"}).status == 401
+        bearer = http(base + "/api/queues", headers={"Authorization": f"Bearer {token}"})
+        assert bearer.status == 200
+
+        handed = http(f"{base}/jobs?token={token}&status=dead")
+        assert handed.status == 303
+        assert handed.headers["location"] == f"{base}/jobs?status=dead"
+        cookie = handed.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        cookie_pair = cookie.split(";")[0]
+        assert http(base + "/jobs?status=dead", headers={"Cookie": cookie_pair}).status == 200
+        wrong = http(base + "/", headers={"Cookie": "pyqueue_dashboard_token=wrong"})
+        assert wrong.status == 401
+
+
+def test_basic_auth_is_enforced_when_given(dsn: str) -> None:
+    def basic(user_password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(user_password.encode()).decode()}
+
+    with serve_in_background(dsn, creds=credentials(None, "ops:correct horse")) as base:
+        refused = http(base + "/")
+        assert refused.status == 401
+        assert refused.headers["www-authenticate"].startswith("Basic")
+        assert http(base + "/", headers=basic("ops:wrong")).status == 401
+        assert http(base + "/", headers=basic("root:correct horse")).status == 401
+        assert http(base + "/", headers=basic("ops:correct horse")).status == 200
