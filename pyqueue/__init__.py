@@ -11,6 +11,7 @@ from pyqueue.errors import (
 )
 from pyqueue.jobs import ClaimedJob, Job
 from pyqueue.schema import SCHEMA_VERSION, migrate, rollback_all
+from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -18,11 +19,13 @@ __all__ = [
     "InvalidArgument",
     "InvalidPayload",
     "Job",
+    "JobContext",
     "JobNotFound",
     "JobStateError",
     "PyqueueError",
     "Queue",
     "SchemaError",
+    "Worker",
     "migrate",
     "rollback_all",
 ]

@@ -1,0 +1,35 @@
+"""The worker runner: claims jobs of the queues it has handlers for, runs them, reports.
+
+    worker = Worker(concurrency=4)
+
+    @worker.handler("report.export")
+    def export(payload, job):
+        job.progress(50, "half way")
+        return {"rows": 1200}
+
+    worker.run("postgresql://...")   # until SIGTERM / SIGINT / worker.stop()
+
+How it is built, and why:
+
+- One asyncio event loop (session.py) with psycopg's AsyncConnection: one
+  connection for the SQL calls, one for LISTEN. `async def` handlers run on the
+  loop; plain handlers on `concurrency` daemon threads (threads.py). The
+  claimer claims only as many jobs as it has free handler slots (at most
+  batch_size per claim), so no job waits leased on a busy worker while another
+  worker idles; a stop therefore rarely has unstarted jobs to release.
+- A claim that finds the queues empty makes the claimer wait for a NOTIFY on
+  pyqueue_jobs (sent at enqueue commit) or poll_interval, whichever comes first.
+- Results of all handlers that finished meanwhile are stored by one
+  complete_batch call; failures by one fail() each, with the traceback.
+- Leases are extended by heartbeat every heartbeat_interval; expired ones are
+  recovered by claim_batch and by a recover_expired() call every lease/2.
+- Every call goes through connection.Reconnecting: a lost connection is
+  re-opened with backoff (0.1 s doubling to 5 s) and the call repeated, which
+  is safe because SQL fences every call with the job's lease token.
+- Job state decisions are all in SQL; this package only decides when to call.
+"""
+
+from pyqueue.worker.context import JobContext
+from pyqueue.worker.runner import Worker
+
+__all__ = ["JobContext", "Worker"]

@@ -1,0 +1,192 @@
+"""One database connection for the worker, re-opened with capped backoff.
+
+The worker must outlive a database restart or a pg_terminate_backend of its
+sessions. Every SQL call it makes goes through `Reconnecting.call`: when the
+connection breaks (or cannot be opened), the call logs it once, waits 0.1 s,
+0.2 s, 0.4 s ... at most 5 s between attempts, and tries again on a new
+connection. That is safe because every worker call is fenced by a lease token
+in SQL: a complete or fail repeated after an answer was lost changes nothing
+the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+logger = logging.getLogger("pyqueue.worker")
+
+# libpq settings applied unless the conninfo sets them: give up on a server
+# that does not answer a connection attempt, and notice a silently dropped
+# TCP connection (the LISTEN session idles for long periods).
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "15",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
+
+
+class Stopping(Exception):
+    """A call was abandoned because the worker is stopping."""
+
+
+class Backoff:
+    """Delays 0.1 s, 0.2 s, 0.4 s ... capped at 5 s; reset after a success."""
+
+    def __init__(self, initial: float = 0.1, cap: float = 5.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self._next = initial
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+def with_defaults(conninfo: str) -> str:
+    """conninfo plus those CONNECT_DEFAULTS that it does not set itself."""
+    given = conninfo_to_dict(conninfo)
+    return make_conninfo(conninfo, **{k: v for k, v in CONNECT_DEFAULTS.items() if k not in given})
+
+
+def connection_lost(error: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the error means "try again on a new connection" rather than a bug.
+
+    A closed connection (server restart, pg_terminate_backend, network) and the
+    SQLSTATE classes for connection exceptions (08), operator intervention (57P)
+    and transaction rollbacks such as deadlocks (40) are transient.
+    """
+    sqlstate = error.sqlstate or ""
+    return conn.closed or sqlstate.startswith(("08", "57P", "40"))
+
+
+async def sleep_unless(event: asyncio.Event | None, delay: float) -> None:
+    """Sleep `delay` seconds, or less if `event` is set meanwhile."""
+    if event is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), delay)
+
+
+class Reconnecting:
+    """An autocommit AsyncConnection that `call` re-opens whenever it breaks."""
+
+    def __init__(self, conninfo: str, name: str) -> None:
+        self.conninfo = with_defaults(conninfo)
+        self.name = name
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._connecting = asyncio.Lock()
+        self._backoff = Backoff()
+        self._down_since: float | None = None
+        self._last_warning = 0.0
+
+    async def connect(self, stopping: asyncio.Event | None = None) -> psycopg.AsyncConnection[Any]:
+        """The open connection, opening one first (retrying with backoff) if needed.
+
+        Raises Stopping if `stopping` is set while no connection can be had.
+        """
+        async with self._connecting:
+            while self._conn is None or self._conn.closed:
+                if stopping is not None and stopping.is_set():
+                    raise Stopping
+                try:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True
+                    )
+                except psycopg.OperationalError as error:
+                    self._note_down(error)
+                    delay = self._backoff.next_delay()
+                    # Say it again every minute of an outage, not every attempt.
+                    now = time.monotonic()
+                    level = logging.WARNING if now - self._last_warning > 60 else logging.DEBUG
+                    if level == logging.WARNING:
+                        self._last_warning = now
+                    logger.log(
+                        level,
+                        "%s: cannot connect (%s); next try in %.1f s",
+                        self.name,
+                        _first_line(error),
+                        delay,
+                    )
+                    await sleep_unless(stopping, delay)
+                    continue
+                if self._down_since is not None:
+                    logger.warning(
+                        "%s: connected again after %.1f s",
+                        self.name,
+                        time.monotonic() - self._down_since,
+                    )
+                    self._down_since = None
+                self._backoff.reset()
+            return self._conn
+
+    def _note_down(self, error: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = self._last_warning = time.monotonic()
+            logger.warning(
+                "%s: database connection lost (%s); reconnecting", self.name, _first_line(error)
+            )
+
+    def lost(self, error: BaseException) -> None:
+        """Forget a connection that broke, so the next call opens a new one."""
+        self._note_down(error)
+        self._conn = None
+
+    async def call(
+        self,
+        query: str,
+        params: Sequence[Any] = (),
+        *,
+        retry: bool = True,
+        stopping: asyncio.Event | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement and return its rows.
+
+        With `retry`, a lost connection is re-opened and the statement run again
+        until it succeeds (or `stopping` is set: Stopping is raised). Without, the
+        psycopg error is raised. Errors that are not about the connection (bad
+        arguments...) are always raised.
+        """
+        while True:
+            conn = await self.connect(stopping)
+            try:
+                cursor = await conn.execute(query, params)
+                rows = await cursor.fetchall() if cursor.description else []
+                self._backoff.reset()
+                return rows
+            except psycopg.Error as error:
+                if not connection_lost(error, conn):
+                    raise
+                if conn.closed:
+                    self.lost(error)
+                else:
+                    logger.warning(
+                        "%s: transient database error, retrying: %s", self.name, _first_line(error)
+                    )
+                if not retry:
+                    raise
+                await sleep_unless(stopping, self._backoff.next_delay())
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,62 @@
+"""The jobs a worker holds, and what their handlers produced, shaped for SQL."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from pyqueue.client import to_json
+from pyqueue.errors import InvalidPayload
+from pyqueue.jobs import ClaimedJob
+from pyqueue.worker.context import JobContext
+
+
+@dataclass(eq=False)
+class Held:
+    """A job claimed by this worker, from the claim until its outcome is stored."""
+
+    job: ClaimedJob
+    context: JobContext
+    finished: bool = False  # the handler is done; its outcome is on the way to SQL
+    lost: bool = False  # a heartbeat found the lease gone (already logged)
+
+
+@dataclass(eq=False)
+class Outcome:
+    """A handler's result (error is None) or its failure."""
+
+    held: Held
+    result: Jsonb | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+class UnserialisableResult(Exception):
+    """The handler returned a value that JSON cannot hold."""
+
+
+def encode_result(value: Any) -> Jsonb | None:
+    """The handler's return value as jsonb; None stores no result."""
+    if value is None:
+        return None
+    try:
+        return to_json(value, "the handler's result")
+    except InvalidPayload as error:
+        raise UnserialisableResult(str(error)) from None
+
+
+def sql_text(text: str) -> str:
+    """Text PostgreSQL accepts: no NUL characters, no lone surrogates."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def failure(held: Held, error: BaseException) -> Outcome:
+    """The outcome of a handler that raised: its message and formatted traceback."""
+    if isinstance(error, UnserialisableResult):
+        return Outcome(held, error=str(error))
+    message = str(error) or type(error).__name__
+    trace = "".join(traceback.format_exception(error))
+    return Outcome(held, error=sql_text(message), traceback=sql_text(trace))

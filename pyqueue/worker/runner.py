@@ -1,0 +1,239 @@
+"""`Worker`: handlers per queue, settings, and run() until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from pyqueue import schema
+from pyqueue.errors import InvalidArgument
+from pyqueue.worker.session import Handler, Session, Settings
+
+logger = logging.getLogger("pyqueue.worker")
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def default_worker_name() -> str:
+    """host:pid:random, so that people can tell workers apart in the jobs table."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _positive_int(name: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidArgument(f"{name} must be an integer from 1 to {maximum}, got {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (value >= 0 if allow_zero else value > 0) or value > 86400 * 365:  # type: ignore[operator]
+        need = "zero or more" if allow_zero else "more than zero"
+        raise InvalidArgument(f"{name} must be a number of seconds, {need}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _queue_names(value: Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise InvalidArgument(f"queues must be a list of queue names, not the string {value!r}")
+    names = list(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InvalidArgument(f"queues must be a non-empty list of queue names, got {value!r}")
+    return names
+
+
+class Worker:
+    """Runs the handlers registered per queue on the jobs claimed from PostgreSQL.
+
+    Defaults: 4 handlers at once, claims of at most 10 jobs, a 30 s lease
+    extended every lease/3, a poll every 5 s when no NOTIFY arrives, and 25 s
+    for running handlers to finish after SIGTERM.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | None = None,
+        *,
+        concurrency: int = 4,
+        batch_size: int = 10,
+        poll_interval: float = 5.0,
+        lease: float = 30.0,
+        heartbeat_interval: float | None = None,
+        grace_period: float = 25.0,
+        queues: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        lease = _seconds("lease", lease)
+        heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
+        heartbeat = _seconds("heartbeat_interval", heartbeat)
+        if heartbeat >= lease:
+            raise InvalidArgument(
+                f"heartbeat_interval ({heartbeat:g} s) must be shorter than the lease "
+                f"({lease:g} s), or leases expire between heartbeats"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgument(f"name must be a non-empty string, got {name!r}")
+        self.conninfo = conninfo
+        self.settings = Settings(
+            concurrency=_positive_int("concurrency", concurrency, 10000),
+            batch_size=_positive_int("batch_size", batch_size, 10000),
+            poll_interval=_seconds("poll_interval", poll_interval),
+            lease=lease,
+            heartbeat_interval=heartbeat,
+            grace_period=_seconds("grace_period", grace_period, allow_zero=True),
+        )
+        self.queues = _queue_names(queues)
+        self._name = name
+        self.name = name  # the name of the current or last run; set by run() if not given
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requests = 0  # stop() calls not yet acted on
+        self._stops = 0  # stop requests acted on in this run
+        self._session: Session | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    def handler(self, queue: str) -> Callable[[H], H]:
+        """Register the decorated function as the handler of `queue`.
+
+        It is called `handler(payload, job)`, plain or `async def`; its return
+        value (JSON-serialisable, or None) becomes the job's result, an
+        exception fails the job.
+        """
+        if not isinstance(queue, str) or not queue:
+            raise InvalidArgument(f"queue must be a non-empty string, got {queue!r}")
+
+        def register(function: H) -> H:
+            if not callable(function):
+                raise InvalidArgument(f"the handler of {queue!r} must be callable")
+            if queue in self._handlers:
+                raise InvalidArgument(f"queue {queue!r} already has a handler")
+            self._handlers[queue] = function
+            return function
+
+        return register
+
+    def configure(
+        self,
+        *,
+        concurrency: int | None = None,
+        batch_size: int | None = None,
+        poll_interval: float | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> None:
+        """Override settings (the CLI's options); None leaves a setting as it is."""
+        changes: dict[str, Any] = {}
+        if concurrency is not None:
+            changes["concurrency"] = _positive_int("concurrency", concurrency, 10000)
+        if batch_size is not None:
+            changes["batch_size"] = _positive_int("batch_size", batch_size, 10000)
+        if poll_interval is not None:
+            changes["poll_interval"] = _seconds("poll_interval", poll_interval)
+        self.settings = dataclasses.replace(self.settings, **changes)
+        if queues is not None:
+            self.queues = _queue_names(queues)
+
+    def _work_queues(self) -> list[str]:
+        if not self._handlers:
+            raise InvalidArgument(
+                "no handlers registered: decorate a function with @worker.handler('queue')"
+            )
+        if self.queues is None:
+            return sorted(self._handlers)
+        missing = [q for q in self.queues if q not in self._handlers]
+        if missing:
+            raise InvalidArgument(
+                f"no handler for queue(s) {', '.join(missing)}; "
+                f"handlers exist for {', '.join(sorted(self._handlers))}"
+            )
+        return list(dict.fromkeys(self.queues))
+
+    def run(self, conninfo: str | None = None, *, install_signal_handlers: bool = True) -> None:
+        """Work until stop(), SIGTERM or SIGINT (the second one stops at once).
+
+        The database is `conninfo`, else the constructor's, else $DATABASE_URL.
+        Raises SchemaError, before claiming anything, when the pyqueue schema is
+        missing or of another version than this client's.
+        """
+        url = conninfo or self.conninfo or os.environ.get("DATABASE_URL")
+        if not url:
+            raise InvalidArgument("no database: pass conninfo or set DATABASE_URL")
+        queues = self._work_queues()
+        with psycopg.connect(url) as conn:
+            schema.check_version(conn)
+        self.name = self._name or default_worker_name()
+        signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
+        try:
+            asyncio.run(self._serve(url, queues, signals))
+        finally:
+            with self._lock:
+                self._loop = None
+                self._stop_requests = 0
+
+    def stop(self) -> None:
+        """Ask run() to stop, from any thread: as SIGTERM does; a second call stops at once."""
+        with self._lock:
+            self._stop_requests += 1
+            loop = self._loop
+        if loop is not None:
+            # RuntimeError: the loop has just closed, run() is returning.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._act_on_stop_requests)
+
+    async def _serve(self, conninfo: str, queues: list[str], signals: bool) -> None:
+        assert self.name is not None
+        loop = asyncio.get_running_loop()
+        session = Session(conninfo, self.name, dict(self._handlers), queues, self.settings)
+        self._session, self._stops = session, 0
+        self._main = asyncio.current_task()
+        if signals:
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        with self._lock:
+            self._loop = loop
+        logger.info("worker %s started: queues %s, %s", self.name, ", ".join(queues), self.settings)
+        try:
+            self._act_on_stop_requests()  # stop() may have come before the loop existed
+            await session.run()
+        except asyncio.CancelledError:
+            if self._stops < 2:
+                raise
+        finally:
+            if signals:
+                for sig in STOP_SIGNALS:
+                    loop.remove_signal_handler(sig)
+            self._session = self._main = None
+        logger.info("worker %s stopped", self.name)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
+        self.stop()
+
+    def _act_on_stop_requests(self) -> None:
+        with self._lock:
+            requests, self._stop_requests = self._stop_requests, 0
+        for _ in range(requests):
+            self._stops += 1
+            if self._stops == 1 and self._session is not None:
+                logger.info("stopping: no new jobs; running handlers may finish")
+                self._session.stopping.set()
+            elif self._stops == 2 and self._main is not None:
+                logger.warning(
+                    "stopping at once: jobs still running will run again when their lease expires"
+                )
+                self._main.cancel()

@@ -1,0 +1,402 @@
+"""One run of a worker: its connections, the jobs it holds, and its tasks.
+
+All of it lives on one asyncio event loop:
+
+- the claimer (`run`): claims due jobs for free handler slots, starts a task
+  per job, and when the queues are empty waits for a NOTIFY or the poll interval;
+- one task per job: awaits an async handler, or runs a plain one on a daemon
+  thread, and puts the outcome on the results queue;
+- the recorder: stores outcomes, all results of a burst in one complete_batch,
+  failures one fail() each;
+- the listener: LISTEN pyqueue_jobs on its own connection, waking the claimer;
+- the heartbeat and the lease recovery, each on a timer.
+
+Every state change is a call of a SQL function; Python only decides when to
+call. Claims, outcomes, heartbeats and progress share one connection (psycopg
+runs one statement at a time on it); the listener has the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from pyqueue.jobs import ClaimedJob
+from pyqueue.worker.connection import Reconnecting, Stopping
+from pyqueue.worker.context import JobContext
+from pyqueue.worker.outcome import Held, Outcome, encode_result, failure, sql_text
+from pyqueue.worker.threads import DaemonThreads
+
+logger = logging.getLogger("pyqueue.worker")
+
+Handler = Callable[[Any, JobContext], Any]
+
+JOBS_CHANNEL = "pyqueue_jobs"
+CLAIM = "SELECT * FROM pyqueue.claim_batch(%s::text[], %s, %s, %s)"
+COMPLETE_BATCH = "SELECT * FROM pyqueue.complete_batch(%s::bigint[], %s::uuid[], %s::jsonb[])"
+FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
+HEARTBEAT = "SELECT * FROM pyqueue.heartbeat(%s::bigint[], %s::uuid[], %s)"
+RELEASE = "SELECT * FROM pyqueue.release(%s::bigint[], %s::uuid[])"
+RECOVER = "SELECT pyqueue.recover_expired()"
+PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
+
+# Outcomes stored per complete_batch call at most.
+RECORD_BATCH = 1000
+# How long a finished handler waits for its last progress report to be stored.
+PROGRESS_FLUSH_SECONDS = 5.0
+# After the grace period, how long at least to try storing outcomes and releases.
+FINAL_WRITES_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    concurrency: int
+    batch_size: int
+    poll_interval: float
+    lease: float
+    heartbeat_interval: float
+    grace_period: float
+
+
+def is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004  (async callable objects)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class Session:
+    """Claims, runs and reports jobs of `queues` until `stopping` is set."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        name: str,
+        handlers: dict[str, Handler],
+        queues: Sequence[str],
+        settings: Settings,
+    ) -> None:
+        self.name = name
+        self.handlers = handlers
+        self.queues = list(queues)
+        self.settings = settings
+        self.lease = timedelta(seconds=settings.lease)
+        self.db = Reconnecting(conninfo, f"worker {name}")
+        self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
+        self.stopping = asyncio.Event()  # set by a stop request: claim no more
+        self.wake = asyncio.Event()  # a job may be due: claim now
+        self.slot_free = asyncio.Event()  # a handler finished
+        self.held: dict[int, Held] = {}
+        self.running = 0  # handlers started and not finished
+        self.results: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.handler_tasks: set[asyncio.Task[None]] = set()
+        self.threads = DaemonThreads(settings.concurrency, "pyqueue-handler")
+
+    # The claimer, and the whole run around it.
+
+    async def run(self) -> None:
+        listening = asyncio.Event()
+        helpers = [
+            asyncio.create_task(self._listen(listening)),
+            asyncio.create_task(self._every(self.settings.heartbeat_interval, self._heartbeat)),
+            # claim_batch already recovers expired leases, but a worker whose
+            # slots are all busy with long jobs stops claiming: this keeps a dead
+            # worker's jobs coming back within lease/2 of expiring regardless.
+            asyncio.create_task(self._every(self.settings.lease / 2, self._recover)),
+            asyncio.create_task(self._record_outcomes()),
+        ]
+        try:
+            # LISTEN before the first claim, so no enqueue falls between the two.
+            await self._wait_any(listening)
+            await self._claim_until_stopped()
+            await self._finish_running()
+        finally:
+            for task in [*self.handler_tasks, *helpers]:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.threads.shutdown()
+            await self.db.close()
+            await self.listen_db.close()
+
+    async def _claim_until_stopped(self) -> None:
+        while not self.stopping.is_set():
+            free = self.settings.concurrency - self.running
+            if free <= 0:
+                self.slot_free.clear()
+                await self._wait_any(self.slot_free)
+                continue
+            # Cleared before the claim: a NOTIFY arriving during it claims again.
+            self.wake.clear()
+            wanted = min(self.settings.batch_size, free)
+            try:
+                jobs = await self._claim(wanted)
+            except Stopping:
+                break
+            except psycopg.Error as error:
+                logger.error("claim failed: %s", error)
+                await self._wait_any(timeout=self.settings.poll_interval)
+                continue
+            if self.stopping.is_set():
+                await self._release(jobs)
+                break
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < wanted:  # the queues are drained: idle until woken
+                await self._wait_any(self.wake, timeout=self.settings.poll_interval)
+
+    async def _claim(self, size: int) -> list[ClaimedJob]:
+        rows = await self.db.call(
+            CLAIM, [self.queues, self.name, size, self.lease], stopping=self.stopping
+        )
+        return [ClaimedJob(*row) for row in rows]
+
+    async def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Hand back claimed jobs that were never started (not counted as a run)."""
+        if not jobs:
+            return
+        ids = [j.id for j in jobs]
+        try:
+            await asyncio.wait_for(
+                self.db.call(RELEASE, [ids, [j.lease_token for j in jobs]]),
+                FINAL_WRITES_SECONDS,
+            )
+            logger.info("released %d job(s) not started: %s", len(ids), ids)
+        except (TimeoutError, psycopg.Error) as error:
+            logger.warning(
+                "could not release jobs %s (%s): they run again when their lease expires",
+                ids,
+                error or "timeout",
+            )
+
+    async def _wait_any(self, *events: asyncio.Event, timeout: float | None = None) -> None:
+        """Until one of `events` or `stopping` is set, or `timeout` seconds pass."""
+        waiters = [asyncio.create_task(e.wait()) for e in (*events, self.stopping)]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _finish_running(self) -> None:
+        """After a stop request: let handlers finish within the grace period."""
+        grace = self.settings.grace_period
+        if self.handler_tasks:
+            logger.info(
+                "stopping: waiting up to %g s for %d running handler(s)",
+                grace,
+                len(self.handler_tasks),
+            )
+            _, late = await asyncio.wait(self.handler_tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            unfinished = [h for h in self.held.values() if not h.finished]
+            if unfinished:
+                logger.warning(
+                    "grace period of %g s over: failing jobs %s whose handlers still run",
+                    grace,
+                    [h.job.id for h in unfinished],
+                )
+            for held in unfinished:
+                held.finished = True
+                message = f"the worker stopped before the handler finished (grace period {grace} s)"
+                self.results.put_nowait(Outcome(held, error=message))
+        try:
+            await asyncio.wait_for(self.results.join(), FINAL_WRITES_SECONDS)
+        except TimeoutError:
+            logger.warning(
+                "could not store the outcomes of jobs %s: they run again when their lease expires",
+                sorted(self.held),
+            )
+
+    # One task per job.
+
+    def _start(self, job: ClaimedJob) -> None:
+        context = JobContext(job, asyncio.get_running_loop(), self._send_progress)
+        held = Held(job, context)
+        self.held[job.id] = held
+        self.running += 1
+        task = asyncio.create_task(self._run_handler(held, self.handlers[job.queue]))
+        self.handler_tasks.add(task)
+        task.add_done_callback(self.handler_tasks.discard)
+
+    async def _run_handler(self, held: Held, handler: Handler) -> None:
+        try:
+            outcome = await self._outcome_of(held, handler)
+            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
+        finally:
+            self.running -= 1
+            self.slot_free.set()
+        held.finished = True
+        self.results.put_nowait(outcome)
+
+    async def _outcome_of(self, held: Held, handler: Handler) -> Outcome:
+        payload, context = held.job.payload, held.context
+        try:
+            if is_async(handler):
+                result = encode_result(await handler(payload, context))
+            else:
+                future = self.threads.submit(lambda: encode_result(handler(payload, context)))
+                result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # SystemExit in a handler fails its job, not the worker
+            return failure(held, error)
+        return Outcome(held, result=result)
+
+    async def _send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
+        text = None if message is None else sql_text(message)
+        await self.db.call(PROGRESS, [job.id, job.lease_token, pct, text], retry=False)
+
+    # Storing outcomes.
+
+    async def _record_outcomes(self) -> None:
+        while True:
+            batch = [await self.results.get()]
+            while not self.results.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self.results.get_nowait())
+            try:
+                await self._record([o for o in batch if o.error is None])
+                for outcome in batch:
+                    if outcome.error is not None:
+                        await self._record_failure(outcome)
+            except Exception:
+                logger.exception(
+                    "could not store outcomes of jobs %s: they run again when their lease expires",
+                    [o.held.job.id for o in batch],
+                )
+                for outcome in batch:
+                    self._forget(outcome.held)
+            finally:
+                for _ in batch:
+                    self.results.task_done()
+
+    async def _record(self, successes: list[Outcome]) -> None:
+        """complete_batch for all of them; one by one if the database refuses a result."""
+        if not successes:
+            return
+        jobs = [o.held.job for o in successes]
+        results = [o.result for o in successes]
+        try:
+            rows = await self.db.call(
+                COMPLETE_BATCH,
+                [
+                    [j.id for j in jobs],
+                    [j.lease_token for j in jobs],
+                    None if all(r is None for r in results) else results,
+                ],
+            )
+        except psycopg.DataError as error:
+            if len(successes) > 1:
+                for outcome in successes:
+                    await self._record([outcome])
+                return
+            message = f"the database refused the handler's result: {error}"
+            await self._record_failure(Outcome(successes[0].held, error=sql_text(message)))
+            return
+        completed = {row[0] for row in rows}
+        for outcome in successes:
+            if outcome.held.job.id not in completed:
+                self._log_lost(outcome.held, "its result was not stored")
+            self._forget(outcome.held)
+
+    async def _record_failure(self, outcome: Outcome) -> None:
+        job = outcome.held.job
+        rows = await self.db.call(FAIL, [job.id, job.lease_token, outcome.error, outcome.traceback])
+        status = rows[0][0]
+        if status == "lost":
+            self._log_lost(outcome.held, "its failure was not stored")
+        elif status == "dead":
+            logger.warning(
+                "job %s (%s) failed on attempt %s of %s and is dead-lettered: %s",
+                job.id,
+                job.queue,
+                job.attempt,
+                job.max_attempts,
+                outcome.error,
+            )
+        else:
+            logger.warning(
+                "job %s (%s) failed on attempt %s of %s, will be retried: %s",
+                job.id,
+                job.queue,
+                job.attempt,
+                job.max_attempts,
+                outcome.error,
+            )
+        self._forget(outcome.held)
+
+    def _forget(self, held: Held) -> None:
+        if self.held.get(held.job.id) is held:
+            del self.held[held.job.id]
+
+    @staticmethod
+    def _log_lost(held: Held, consequence: str) -> None:
+        level = logging.DEBUG if held.lost else logging.WARNING  # warned at the heartbeat
+        logger.log(
+            level,
+            "job %s (%s) was lost (cancelled, or its lease expired and it was recovered): %s",
+            held.job.id,
+            held.job.queue,
+            consequence,
+        )
+
+    # Timers and the listener.
+
+    async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                logger.exception("%s failed", getattr(action, "__name__", action))
+
+    async def _heartbeat(self) -> None:
+        """Extend the leases of every job held, and log the ones found lost."""
+        holding = [h for h in self.held.values() if not h.lost]
+        if not holding:
+            return
+        rows = await self.db.call(
+            HEARTBEAT,
+            [[h.job.id for h in holding], [h.job.lease_token for h in holding], self.lease],
+        )
+        kept = {row[0] for row in rows}
+        for held in holding:
+            # A job whose outcome was stored meanwhile is missing too; not lost.
+            if held.job.id not in kept and not held.finished and self.held.get(held.job.id):
+                held.lost = True
+                logger.warning(
+                    "job %s (%s) was lost while its handler runs (cancelled, or "
+                    "its lease expired and it was recovered): its outcome will "
+                    "not be stored",
+                    held.job.id,
+                    held.job.queue,
+                )
+
+    async def _recover(self) -> None:
+        rows = await self.db.call(RECOVER)
+        if rows and rows[0][0]:
+            logger.info("recovered %s job(s) whose lease had expired", rows[0][0])
+
+    async def _listen(self, listening: asyncio.Event) -> None:
+        """Wake the claimer on every NOTIFY for one of our queues, for ever."""
+        wanted = set(self.queues)
+        while True:
+            conn = await self.listen_db.connect()
+            try:
+                await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                listening.set()
+                self.wake.set()  # jobs may have come while nobody listened
+                async for note in conn.notifies():
+                    if note.payload in wanted:
+                        self.wake.set()
+            except psycopg.Error as error:
+                if conn.closed:
+                    self.listen_db.lost(error)
+                else:
+                    logger.error("LISTEN failed: %s", error)
+                    await asyncio.sleep(self.settings.poll_interval)
