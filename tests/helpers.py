@@ -1,0 +1,148 @@
+"""Small helpers shared by the engine tests: plain SQL calls and row counts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+Conn = psycopg.Connection[Any]
+
+
+def scalar(conn: Conn, query: str, params: Any = None) -> Any:
+    """The first column of the first row of a query."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, f"no row from {query}"
+    return row[0]
+
+
+def row(conn: Conn, query: str, params: Any = None) -> dict[str, Any]:
+    """The first row of a query, as a dict."""
+    found = conn.cursor(row_factory=dict_row).execute(query, params).fetchone()
+    assert found is not None, f"no row from {query}"
+    return found
+
+
+def rows(conn: Conn, query: str, params: Any = None) -> list[dict[str, Any]]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def counts(conn: Conn) -> tuple[int, int]:
+    """How many rows pyqueue.jobs and pyqueue.dead_jobs hold."""
+    found = conn.execute(
+        "SELECT (SELECT count(*) FROM pyqueue.jobs), (SELECT count(*) FROM pyqueue.dead_jobs)"
+    ).fetchone()
+    assert found is not None
+    return int(found[0]), int(found[1])
+
+
+def job(conn: Conn, job_id: int) -> dict[str, Any]:
+    """A live job's row in pyqueue.jobs."""
+    return row(conn, "SELECT * FROM pyqueue.jobs WHERE id = %s", [job_id])
+
+
+def dead(conn: Conn, job_id: int) -> dict[str, Any]:
+    """A dead letter's row in pyqueue.dead_jobs."""
+    return row(conn, "SELECT * FROM pyqueue.dead_jobs WHERE id = %s", [job_id])
+
+
+def status(conn: Conn, job_id: int) -> str:
+    """pending/running/completed/cancelled from jobs, 'dead' from dead_jobs."""
+    return str(scalar(conn, "SELECT status FROM pyqueue.all_jobs WHERE id = %s", [job_id]))
+
+
+def enqueue(conn: Conn, queue: str = "q", payload: Any = "{}", **options: Any) -> int:
+    """pyqueue.enqueue(queue, payload::jsonb, <options> => ...) by named arguments."""
+    named = "".join(f", {name} => %({name})s" for name in options)
+    query = f"SELECT pyqueue.enqueue(%(queue)s, %(payload)s::jsonb{named})"
+    return int(scalar(conn, query, {"queue": queue, "payload": payload, **options}))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    queue: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    lease_token: uuid.UUID
+    locked_until: Any
+
+
+def claim(
+    conn: Conn,
+    queues: str | list[str] = "q",
+    batch_size: int = 1,
+    lease: str = "30 seconds",
+    worker: str = "w1",
+) -> list[Claimed]:
+    """pyqueue.claim_batch(...) as a psql user calls it."""
+    names = [queues] if isinstance(queues, str) else queues
+    found = rows(
+        conn,
+        "SELECT * FROM pyqueue.claim_batch(%s::text[], %s, %s, %s::interval)",
+        [names, worker, batch_size, lease],
+    )
+    return [Claimed(**r) for r in found]
+
+
+def claim_one(conn: Conn, queue: str = "q", lease: str = "30 seconds") -> Claimed:
+    found = claim(conn, queue, 1, lease)
+    assert len(found) == 1, f"expected one job to claim on {queue}, got {found}"
+    return found[0]
+
+
+def complete(conn: Conn, job_id: int, token: uuid.UUID, result: Any = None) -> bool:
+    return bool(scalar(conn, "SELECT pyqueue.complete(%s, %s, %s::jsonb)", [job_id, token, result]))
+
+
+def fail(conn: Conn, job_id: int, token: uuid.UUID, error: str = "boom") -> str:
+    return str(scalar(conn, "SELECT pyqueue.fail(%s, %s, %s)", [job_id, token, error]))
+
+
+def expire_lease(conn: Conn, job_id: int) -> None:
+    """Simulate the clock: the job's lease ran out a second ago."""
+    conn.execute(
+        "UPDATE pyqueue.jobs SET locked_until = now() - interval '1 second' WHERE id = %s",
+        [job_id],
+    )
+
+
+def make_due(conn: Conn, job_id: int) -> None:
+    """Simulate the clock: a retry waiting for its backoff is due now."""
+    conn.execute("UPDATE pyqueue.jobs SET run_at = now() WHERE id = %s", [job_id])
+
+
+def sqlstate_of(conn: Conn, query: str, params: Any = None) -> psycopg.Error:
+    """Run a query that must fail; return the error. Autocommit connections only."""
+    try:
+        conn.execute(query, params)
+    except psycopg.Error as error:
+        return error
+    raise AssertionError(f"no error from {query} {params!r}")
+
+
+@contextmanager
+def writes_nothing(conn: Conn) -> Iterator[None]:
+    """Assert that the block leaves pyqueue.jobs and pyqueue.dead_jobs as they were."""
+    before = counts(conn)
+    yield
+    assert counts(conn) == before
+
+
+def psql_conninfo(dsn: str) -> str:
+    """The test DSN reduced to what any libpq (psql 15 included) understands."""
+    params = conninfo_to_dict(dsn)
+    keep = ("host", "port", "user", "password", "dbname")
+    return make_conninfo(**{k: v for k, v in params.items() if k in keep and v is not None})
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """The same server, another database."""
+    return make_conninfo(psql_conninfo(dsn), dbname=dbname)

@@ -1,0 +1,1040 @@
+"""Every job transition through plain SQL calls, as psql or another language makes them.
+
+Each test gets a fresh migrated database (the `db` fixture, autocommit). Where a
+test needs time to pass (a backoff, a lease), it either uses a tiny interval and
+sleeps briefly, or moves the job's timestamps into the past ("simulating the clock").
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+from helpers import (
+    claim,
+    claim_one,
+    complete,
+    counts,
+    dead,
+    enqueue,
+    expire_lease,
+    fail,
+    job,
+    make_due,
+    psql_conninfo,
+    row,
+    rows,
+    scalar,
+    sqlstate_of,
+    status,
+    writes_nothing,
+)
+
+# ---------------------------------------------------------------- enqueue
+
+
+def test_enqueue_adds_a_pending_job_with_the_default_options(db):
+    job_id = enqueue(db, "emails", '{"to": "a@example.com"}')
+    j = job(db, job_id)
+    assert j["queue"] == "emails"
+    assert j["status"] == "pending"
+    assert j["payload"] == {"to": "a@example.com"}
+    assert j["attempt"] == 0
+    assert j["max_attempts"] == 3  # the built-in default: 3 attempts in all
+    assert j["priority"] == 0
+    assert j["lease_token"] is None
+    assert j["run_at"] <= scalar(db, "SELECT now()")
+
+
+def test_enqueue_with_delay_or_run_at_is_not_claimable_before_it_is_due(db):
+    delayed = enqueue(db, payload="1", delay="1 hour")
+    later = enqueue(db, payload="2", run_at="2999-01-01T00:00:00Z")
+    now = scalar(db, "SELECT now()")
+    assert job(db, delayed)["run_at"] > now + timedelta(minutes=59)
+    assert job(db, later)["run_at"].year == 2999
+    assert claim(db, batch_size=10) == []
+    # Once due (clock moved), the delayed job is claimable.
+    make_due(db, delayed)
+    assert [c.id for c in claim(db, batch_size=10)] == [delayed]
+
+
+def test_claim_order_is_priority_then_run_at_then_id(db):
+    low = enqueue(db, payload="1", priority=0)
+    high_late = enqueue(db, payload="2", priority=10)
+    mid = enqueue(db, payload="3", priority=5)
+    high_early = enqueue(db, payload="4", priority=10, run_at="2000-01-01T00:00:00Z")
+    high_last = enqueue(db, payload="5", priority=10)
+    negative = enqueue(db, payload="6", priority=-3)
+    order = [c.id for c in claim(db, batch_size=2)] + [c.id for c in claim(db, batch_size=10)]
+    assert order == [high_early, high_late, high_last, mid, low, negative]
+
+
+def test_claim_merges_several_queues_by_priority_and_ignores_other_queues(db):
+    a_low = enqueue(db, "a", "1", priority=1)
+    b_high = enqueue(db, "b", "2", priority=9)
+    enqueue(db, "c", "3", priority=100)
+    a_high = enqueue(db, "a", "4", priority=9)
+    found = claim(db, ["a", "b"], batch_size=2)
+    assert [c.id for c in found] == [b_high, a_high]
+    assert [c.id for c in claim(db, ["a", "b"], batch_size=10)] == [a_low]
+    assert claim(db, ["a", "b"], batch_size=10) == []
+    assert status(db, a_low) == "running"
+    assert (
+        scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'c' AND status = 'pending'")
+        == 1
+    )
+
+
+def test_claim_leases_the_job_and_counts_the_attempt(db):
+    job_id = enqueue(db, payload='{"n": 1}', max_attempts=4)
+    c = claim_one(db, lease="5 minutes")
+    assert (c.id, c.queue, c.payload, c.attempt, c.max_attempts) == (job_id, "q", {"n": 1}, 1, 4)
+    assert isinstance(c.lease_token, uuid.UUID)
+    j = job(db, job_id)
+    assert j["status"] == "running"
+    assert j["attempt"] == 1
+    assert j["lease_token"] == c.lease_token
+    assert j["worker"] == "w1"
+    assert j["started_at"] is not None
+    assert j["locked_until"] == c.locked_until
+    assert c.locked_until - j["started_at"] == timedelta(minutes=5)
+    # A running job is not claimed twice.
+    assert claim(db, batch_size=10) == []
+
+
+def test_claim_respects_batch_size(db):
+    scalar(db, "SELECT count(*) FROM pyqueue.enqueue_batch('q', array_fill('{}'::jsonb, ARRAY[7]))")
+    assert len(claim(db, batch_size=3)) == 3
+    assert len(claim(db, batch_size=3)) == 3
+    assert len(claim(db, batch_size=3)) == 1
+    assert claim(db, batch_size=3) == []
+
+
+def test_enqueue_uses_the_queue_settings_for_max_attempts(db):
+    db.execute("SELECT pyqueue.configure_queue('five', max_attempts => 5)")
+    assert job(db, enqueue(db, "five"))["max_attempts"] == 5
+    assert job(db, enqueue(db, "five", max_attempts=2))["max_attempts"] == 2
+    assert job(db, enqueue(db, "other"))["max_attempts"] == 3
+    db.execute("SELECT pyqueue.configure_queue('*', max_attempts => 7)")
+    assert job(db, enqueue(db, "other"))["max_attempts"] == 7
+    assert job(db, enqueue(db, "five"))["max_attempts"] == 5
+
+
+def test_configure_queue_returns_the_effective_settings_and_keeps_unset_ones(db):
+    first = row(db, "SELECT * FROM pyqueue.configure_queue('q', max_attempts => 9)")
+    assert first["max_attempts"] == 9
+    assert first["backoff_base"] == timedelta(seconds=1)  # from '*'
+    second = row(
+        db, "SELECT * FROM pyqueue.configure_queue('q', backoff_base => interval '2 seconds')"
+    )
+    assert second["max_attempts"] == 9
+    assert second["backoff_base"] == timedelta(seconds=2)
+
+
+# ---------------------------------------------------------------- complete
+
+
+def test_complete_stores_the_result_and_finishes_the_job(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    assert complete(db, job_id, c.lease_token, '{"rows": 12}') is True
+    j = job(db, job_id)
+    assert j["status"] == "completed"
+    assert j["result"] == {"rows": 12}
+    assert j["finished_at"] is not None
+    assert j["lease_token"] is None and j["locked_until"] is None
+    # Completing twice changes nothing and says so.
+    assert complete(db, job_id, c.lease_token, '{"rows": 99}') is False
+    assert job(db, job_id)["result"] == {"rows": 12}
+
+
+def test_complete_batch_completes_the_jobs_still_held_and_reports_which(db):
+    ids = [enqueue(db, payload=str(n)) for n in range(3)]
+    held = {c.id: c.lease_token for c in claim(db, batch_size=3)}
+    assert set(held) == set(ids)
+    stale = uuid.uuid4()
+    done = scalar(
+        db,
+        "SELECT array_agg(x ORDER BY x) FROM pyqueue.complete_batch(%s, %s, %s::jsonb[]) AS x",
+        [ids, [held[ids[0]], held[ids[1]], stale], ['{"r": 0}', '{"r": 1}', '{"r": 2}']],
+    )
+    assert done == ids[:2]
+    assert [job(db, i)["result"] for i in ids] == [{"r": 0}, {"r": 1}, None]
+    assert [job(db, i)["status"] for i in ids] == ["completed", "completed", "running"]
+    # Without results, and an empty batch.
+    assert scalar(
+        db,
+        "SELECT array_agg(x) FROM pyqueue.complete_batch(%s, %s) AS x",
+        [[ids[2]], [held[ids[2]]]],
+    ) == [ids[2]]
+    assert rows(db, "SELECT * FROM pyqueue.complete_batch('{}', '{}')") == []
+
+
+# ---------------------------------------------------------------- fail
+
+
+def test_fail_with_attempts_left_schedules_a_retry_with_backoff(db):
+    job_id = enqueue(db, max_attempts=3)
+    c = claim_one(db)
+    assert fail(db, job_id, c.lease_token, "smtp refused") == "pending"
+    j = job(db, job_id)
+    assert j["status"] == "pending"
+    assert j["error"] == "smtp refused"
+    assert j["attempt"] == 1
+    assert j["lease_token"] is None
+    # Default backoff: base 1 s, so the first retry waits between 0.5 s and 1 s.
+    wait = j["run_at"] - j["failed_at"]
+    assert timedelta(seconds=0.5) <= wait <= timedelta(seconds=1)
+    assert claim(db) == []  # not due yet
+
+
+def test_backoff_doubles_per_attempt_with_the_jobs_own_base(db):
+    job_id = enqueue(db, max_attempts=5, backoff_base="10 seconds", backoff_max="25 seconds")
+    ceilings = [10, 20, 25, 25]  # base * 2^(attempt-1), capped at 25 s
+    for attempt, ceiling in enumerate(ceilings, start=1):
+        c = claim_one(db)
+        assert c.attempt == attempt
+        assert fail(db, job_id, c.lease_token, f"failure {attempt}") == "pending"
+        j = job(db, job_id)
+        wait = (j["run_at"] - j["failed_at"]).total_seconds()
+        assert ceiling / 2 <= wait <= ceiling, (attempt, wait)
+        make_due(db, job_id)
+
+
+def test_fail_uses_the_queue_backoff_when_the_job_has_none(db):
+    db.execute(
+        "SELECT pyqueue.configure_queue('slow', backoff_base => '1 hour', backoff_max => '2 hours')"
+    )
+    job_id = enqueue(db, "slow")
+    c = claim_one(db, "slow")
+    fail(db, job_id, c.lease_token)
+    j = job(db, job_id)
+    assert timedelta(minutes=30) <= j["run_at"] - j["failed_at"] <= timedelta(hours=1)
+
+
+def test_fail_on_the_last_attempt_moves_the_job_to_the_dead_letter_table(db):
+    job_id = enqueue(db, payload='{"invoice": 7}', max_attempts=2, priority=4)
+    first = claim_one(db)
+    assert fail(db, job_id, first.lease_token, "first error") == "pending"
+    make_due(db, job_id)
+    second = claim_one(db)
+    assert second.attempt == 2
+    assert (
+        scalar(
+            db,
+            "SELECT pyqueue.fail(%s, %s, %s, %s)",
+            [job_id, second.lease_token, "second error", "Traceback: line 1"],
+        )
+        == "dead"
+    )
+    assert counts(db) == (0, 1)
+    d = dead(db, job_id)
+    assert d["payload"] == {"invoice": 7}
+    assert (d["attempt"], d["max_attempts"], d["priority"]) == (2, 2, 4)
+    assert d["error"] == "second error"
+    assert d["traceback"] == "Traceback: line 1"
+    assert d["dead_at"] is not None and d["failed_at"] is not None
+    assert d["retried_as"] is None
+    assert status(db, job_id) == "dead"
+    assert claim(db, batch_size=10) == []
+    # The dead job cannot be failed or completed again by its last holder.
+    assert fail(db, job_id, second.lease_token) == "lost"
+    assert complete(db, job_id, second.lease_token) is False
+
+
+def test_fail_without_an_error_message_still_records_one(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    db.execute("SELECT pyqueue.fail(%s, %s, NULL)", [job_id, c.lease_token])
+    assert job(db, job_id)["error"] == "(no error message)"
+
+
+def test_fail_keeps_only_the_first_10000_characters_of_the_error(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    fail(db, job_id, c.lease_token, "x" * 20000)
+    assert len(job(db, job_id)["error"]) == 10000
+
+
+# ---------------------------------------------------------------- leases
+
+
+def test_heartbeat_extends_the_leases_still_held(db):
+    a, b = enqueue(db, payload="1"), enqueue(db, payload="2")
+    held = {c.id: c.lease_token for c in claim(db, batch_size=2, lease="1 minute")}
+    extended = scalar(
+        db,
+        "SELECT array_agg(x ORDER BY x) FROM pyqueue.heartbeat(%s, %s, '1 hour') AS x",
+        [[a, b], [held[a], uuid.uuid4()]],
+    )
+    assert extended == [a]
+    assert job(db, a)["locked_until"] - scalar(db, "SELECT now()") > timedelta(minutes=59)
+    assert job(db, b)["locked_until"] - scalar(db, "SELECT now()") < timedelta(minutes=2)
+
+
+def test_recover_expired_puts_a_job_whose_lease_ran_out_back_to_pending(db):
+    job_id = enqueue(db)
+    claim_one(db, lease="1 millisecond")
+    time.sleep(0.02)
+    assert scalar(db, "SELECT pyqueue.recover_expired()") == 1
+    j = job(db, job_id)
+    assert j["status"] == "pending"
+    assert j["attempt"] == 1  # the lost run counts
+    assert j["lease_token"] is None
+    assert j["error"].startswith("lease expired")
+    assert j["run_at"] <= scalar(db, "SELECT now()")
+    assert scalar(db, "SELECT pyqueue.recover_expired()") == 0
+    assert claim_one(db).attempt == 2
+
+
+def test_recover_expired_dead_letters_a_job_on_its_last_attempt(db):
+    job_id = enqueue(db, max_attempts=1)
+    claim_one(db)
+    expire_lease(db, job_id)
+    assert scalar(db, "SELECT pyqueue.recover_expired()") == 1
+    assert status(db, job_id) == "dead"
+    assert "lease expired" in dead(db, job_id)["error"]
+
+
+def test_recover_expired_leaves_live_leases_alone_and_honours_max_jobs(db):
+    ids = [enqueue(db, payload=str(n)) for n in range(4)]
+    claim(db, batch_size=4)
+    for job_id in ids[:3]:
+        expire_lease(db, job_id)
+    assert scalar(db, "SELECT pyqueue.recover_expired(max_jobs => 2)") == 2
+    assert scalar(db, "SELECT pyqueue.recover_expired()") == 1
+    assert [status(db, i) for i in ids] == ["pending", "pending", "pending", "running"]
+
+
+def test_claim_recovers_expired_leases_by_itself(db):
+    job_id = enqueue(db)
+    first = claim_one(db, lease="1 millisecond")
+    time.sleep(0.02)
+    again = claim_one(db)
+    assert again.id == job_id
+    assert again.attempt == 2
+    assert again.lease_token != first.lease_token
+
+
+def test_report_progress_clamps_to_0_100_and_keeps_the_last_values(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+
+    def report(progress, message=None):
+        ok = scalar(
+            db,
+            "SELECT pyqueue.report_progress(%s, %s, %s, %s)",
+            [job_id, c.lease_token, progress, message],
+        )
+        j = job(db, job_id)
+        return ok, j["progress"], j["progress_message"]
+
+    assert report(42, "halfway") == (True, 42, "halfway")
+    assert report(-5) == (True, 0, "halfway")
+    assert report(250, "done soon") == (True, 100, "done soon")
+    assert report(None, "still going") == (True, 100, "still going")
+    assert report(2147483647) == (True, 100, "still going")
+    assert report(-2147483648) == (True, 0, "still going")
+    ok, _, message = report(7, "m" * 5000)
+    assert ok and len(message) == 1000
+
+
+def test_report_progress_never_raises_for_an_unknown_job(db):
+    assert scalar(db, "SELECT pyqueue.report_progress(987654, gen_random_uuid(), 5)") is False
+
+
+def test_release_hands_a_job_back_without_counting_the_attempt(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    released = scalar(
+        db, "SELECT array_agg(x) FROM pyqueue.release(%s, %s) AS x", [[job_id], [c.lease_token]]
+    )
+    assert released == [job_id]
+    j = job(db, job_id)
+    assert (j["status"], j["attempt"], j["lease_token"]) == ("pending", 0, None)
+    again = claim_one(db)
+    assert again.attempt == 1
+    # The old token no longer holds the job: releasing with it does nothing.
+    assert rows(db, "SELECT * FROM pyqueue.release(%s, %s)", [[job_id], [c.lease_token]]) == []
+    assert status(db, job_id) == "running"
+
+
+# ---------------------------------------------------------------- fencing
+
+
+def _stale_by_recovery(db, job_id):
+    """The first holder's lease runs out and another worker claims the job."""
+    first = claim_one(db)
+    expire_lease(db, job_id)
+    second = claim_one(db)
+    assert second.id == job_id and second.lease_token != first.lease_token
+    return first.lease_token, second.lease_token
+
+
+def _stale_by_cancel(db, job_id):
+    first = claim_one(db)
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [job_id]) is True
+    return first.lease_token, None
+
+
+@pytest.mark.parametrize(
+    "lose", [_stale_by_recovery, _stale_by_cancel], ids=["recovered", "cancelled"]
+)
+def test_a_stale_lease_token_changes_nothing_and_says_so(db, lose):
+    job_id = enqueue(db)
+    stale, current = lose(db, job_id)
+    before = job(db, job_id)
+
+    assert complete(db, job_id, stale, '{"late": true}') is False
+    assert fail(db, job_id, stale, "late failure") == "lost"
+    assert rows(db, "SELECT * FROM pyqueue.heartbeat(%s, %s)", [[job_id], [stale]]) == []
+    assert scalar(db, "SELECT pyqueue.report_progress(%s, %s, 50)", [job_id, stale]) is False
+    assert rows(db, "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[job_id], [stale]]) == []
+    assert rows(db, "SELECT * FROM pyqueue.release(%s, %s)", [[job_id], [stale]]) == []
+    assert job(db, job_id) == before
+
+    if current is not None:  # the new holder is unaffected
+        assert complete(db, job_id, current, '{"ok": true}') is True
+        assert job(db, job_id)["result"] == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT pyqueue.complete(987654, gen_random_uuid())",
+        "SELECT pyqueue.fail(987654, gen_random_uuid(), 'x')",
+        "SELECT pyqueue.cancel(987654)",
+        "SELECT pyqueue.retry_dead(987654)",
+        "SELECT * FROM pyqueue.get_job(987654)",
+    ],
+)
+def test_an_unknown_job_id_raises_no_data_found(db, call):
+    enqueue(db)
+    with writes_nothing(db):
+        error = sqlstate_of(db, call)
+    assert error.sqlstate == "P0002"
+    assert "no job with id 987654" in error.diag.message_primary
+
+
+# ---------------------------------------------------------------- cancel, retry_dead, purge
+
+
+def test_cancel_a_pending_job(db):
+    job_id = enqueue(db)
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [job_id]) is True
+    j = job(db, job_id)
+    assert j["status"] == "cancelled" and j["finished_at"] is not None
+    assert claim(db) == []
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [job_id]) is False
+
+
+def test_cancel_a_running_job_takes_it_from_its_worker(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [job_id]) is True
+    assert status(db, job_id) == "cancelled"
+    assert job(db, job_id)["lease_token"] is None
+    assert complete(db, job_id, c.lease_token) is False
+    assert fail(db, job_id, c.lease_token) == "lost"
+    assert status(db, job_id) == "cancelled"
+
+
+def test_cancel_a_finished_or_dead_job_returns_false(db):
+    done = enqueue(db, payload="1")
+    c = claim_one(db)
+    complete(db, done, c.lease_token)
+    buried = enqueue(db, payload="2", max_attempts=1)
+    fail(db, buried, claim_one(db).lease_token)
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [done]) is False
+    assert scalar(db, "SELECT pyqueue.cancel(%s)", [buried]) is False
+    assert (status(db, done), status(db, buried)) == ("completed", "dead")
+
+
+def _dead_job(db, payload='{"k": 1}', **options):
+    job_id = enqueue(db, payload=payload, max_attempts=1, **options)
+    c = claim_one(db)
+    assert c.id == job_id
+    assert fail(db, job_id, c.lease_token, "gave up") == "dead"
+    return job_id
+
+
+def test_retry_dead_replays_a_dead_job_as_a_new_pending_job(db):
+    old = _dead_job(db, priority=3, backoff_base="2 seconds")
+    new = scalar(db, "SELECT pyqueue.retry_dead(%s)", [old])
+    assert new != old
+    j = job(db, new)
+    assert (j["queue"], j["payload"], j["priority"], j["max_attempts"]) == ("q", {"k": 1}, 3, 1)
+    assert j["backoff_base"] == timedelta(seconds=2)
+    assert (j["status"], j["attempt"], j["error"]) == ("pending", 0, None)
+    d = dead(db, old)
+    assert d["retried_as"] == new and d["retried_at"] is not None
+    # Replaying again returns the same new job, and adds nothing.
+    with writes_nothing(db):
+        assert scalar(db, "SELECT pyqueue.retry_dead(%s)", [old]) == new
+    assert claim_one(db).id == new
+
+
+def test_retry_dead_refuses_a_job_that_is_not_dead(db):
+    job_id = enqueue(db)
+    with writes_nothing(db):
+        error = sqlstate_of(db, "SELECT pyqueue.retry_dead(%s)", [job_id])
+    assert error.sqlstate == "55000"
+    assert f"job {job_id} is not dead-lettered (status pending)" in error.diag.message_primary
+
+
+def test_retry_dead_does_not_carry_the_idempotency_key_over(db):
+    old = _dead_job(db, idempotency_key="invoice-7")
+    # The key was released when the job died: a new enqueue takes it.
+    fresh = enqueue(db, idempotency_key="invoice-7")
+    assert fresh != old
+    new = scalar(db, "SELECT pyqueue.retry_dead(%s)", [old])
+    assert job(db, new)["idempotency_key"] is None
+    assert enqueue(db, idempotency_key="invoice-7") == fresh
+
+
+def _finished(db, queue="q", state="completed", ago="8 days"):
+    job_id = enqueue(db, queue)
+    if state == "completed":
+        c = claim_one(db, queue)
+        complete(db, job_id, c.lease_token)
+    else:
+        db.execute("SELECT pyqueue.cancel(%s)", [job_id])
+    db.execute(
+        "UPDATE pyqueue.jobs SET finished_at = now() - %s::interval WHERE id = %s", [ago, job_id]
+    )
+    return job_id
+
+
+def _ids(db):
+    return {r["id"] for r in rows(db, "SELECT id FROM pyqueue.all_jobs")}
+
+
+def test_purge_deletes_finished_jobs_past_the_retention(db):
+    old_done = _finished(db, ago="8 days")
+    old_cancelled = _finished(db, state="cancelled", ago="8 days")
+    recent = _finished(db, ago="6 days")
+    pending = enqueue(db)
+    db.execute(
+        "UPDATE pyqueue.jobs SET created_at = now() - interval '30 days' WHERE id = %s", [pending]
+    )
+    running = enqueue(db, payload="2")
+    claim(db, batch_size=5)
+    assert scalar(db, "SELECT pyqueue.purge()") == 2
+    assert _ids(db) == {recent, pending, running}
+    assert old_done not in _ids(db) and old_cancelled not in _ids(db)
+
+
+def test_purge_honours_each_queues_retention(db):
+    db.execute("SELECT pyqueue.configure_queue('short', retention => '1 minute')")
+    short = _finished(db, "short", ago="2 minutes")
+    normal = _finished(db, "normal", ago="2 minutes")
+    assert scalar(db, "SELECT pyqueue.purge()") == 1
+    assert _ids(db) == {normal}
+    assert short not in _ids(db)
+
+
+def test_purge_older_than_and_queue_filter(db):
+    a_old = _finished(db, "a", ago="2 hours")
+    a_new = _finished(db, "a", ago="10 minutes")
+    b_old = _finished(db, "b", ago="2 hours")
+    assert scalar(db, "SELECT pyqueue.purge(older_than => '1 hour', queue => 'a')") == 1
+    assert _ids(db) == {a_new, b_old}
+    assert scalar(db, "SELECT pyqueue.purge(older_than => '1 hour')") == 1
+    assert _ids(db) == {a_new}
+    assert scalar(db, "SELECT pyqueue.purge(older_than => '0')") == 1
+    assert _ids(db) == set()
+    assert a_old not in _ids(db)
+
+
+def test_purge_deletes_replayed_dead_letters_only(db):
+    replayed = _dead_job(db, payload="1")
+    kept = _dead_job(db, payload="2")
+    new = scalar(db, "SELECT pyqueue.retry_dead(%s)", [replayed])
+    db.execute(
+        "UPDATE pyqueue.dead_jobs SET dead_at = now() - interval '30 days',"
+        " retried_at = CASE WHEN retried_as IS NULL THEN NULL ELSE now() - interval '8 days' END"
+    )
+    assert scalar(db, "SELECT pyqueue.purge()") == 1
+    assert _ids(db) == {kept, new}
+
+
+# ---------------------------------------------------------------- idempotency
+
+
+def test_enqueue_with_a_known_idempotency_key_returns_the_same_job(db):
+    first = enqueue(db, payload='{"v": 1}', idempotency_key="order-1")
+    with writes_nothing(db):
+        again = enqueue(db, payload='{"v": 2}', idempotency_key="order-1")
+    assert again == first
+    assert job(db, first)["payload"] == {"v": 1}
+    assert enqueue(db, "other", idempotency_key="order-1") != first
+    assert enqueue(db, idempotency_key="order-2") != first
+
+
+def test_an_idempotency_key_is_held_until_the_job_is_purged(db):
+    job_id = enqueue(db, idempotency_key="k")
+    c = claim_one(db)
+    complete(db, job_id, c.lease_token)
+    assert enqueue(db, idempotency_key="k") == job_id  # completed still holds it
+    db.execute("SELECT pyqueue.purge(older_than => '0')")
+    assert enqueue(db, idempotency_key="k") != job_id
+
+
+def _enqueue_batch(db, payloads, keys):
+    query = "SELECT pyqueue.enqueue_batch('q', %s::jsonb[], idempotency_keys => %s)"
+    return [r[0] for r in db.execute(query, [payloads, keys]).fetchall()]
+
+
+def test_enqueue_batch_returns_ids_in_order_and_resolves_repeated_keys(db):
+    ids = _enqueue_batch(
+        db, ['{"n": 0}', '{"n": 1}', '{"n": 2}', '{"n": 3}'], ["k1", "k2", "k1", None]
+    )
+    assert len(ids) == 4
+    assert ids[0] == ids[2]
+    assert len(set(ids)) == 3
+    assert counts(db) == (3, 0)
+    assert [job(db, i)["payload"] for i in ids] == [{"n": 0}, {"n": 1}, {"n": 0}, {"n": 3}]
+    # A later batch finds the keys already held.
+    again = _enqueue_batch(db, ["1", "2"], ["k2", "k3"])
+    assert again[0] == ids[1]
+    assert again[1] not in ids
+    assert counts(db) == (4, 0)
+    assert enqueue(db, idempotency_key="k3") == again[1]
+
+
+def test_enqueue_batch_without_keys_keeps_the_payload_order(db):
+    payloads = [f'{{"n": {n}}}' for n in range(50)]
+    ids = [
+        r["enqueue_batch"]
+        for r in rows(
+            db, "SELECT * FROM pyqueue.enqueue_batch('q', %s::jsonb[], priority => 2)", [payloads]
+        )
+    ]
+    assert [job(db, i)["payload"]["n"] for i in ids] == list(range(50))
+    assert {job(db, i)["priority"] for i in ids} == {2}
+    assert rows(db, "SELECT * FROM pyqueue.enqueue_batch('q', '{}'::jsonb[])") == []
+
+
+# ---------------------------------------------------------------- NOTIFY
+
+
+def test_enqueue_notifies_the_queue_name_at_commit(dsn, db):
+    db.execute("LISTEN pyqueue_jobs")
+    with psycopg.connect(dsn) as producer:  # a transaction, not autocommit
+        enqueue(producer, "invoices")
+        assert list(db.notifies(timeout=0.2)) == []
+        producer.commit()
+    notes = list(db.notifies(timeout=5, stop_after=1))
+    assert [(n.channel, n.payload) for n in notes] == [("pyqueue_jobs", "invoices")]
+
+
+def test_finishing_a_job_notifies_its_id(dsn, db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    db.execute("LISTEN pyqueue_finished")
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        complete(worker, job_id, c.lease_token)
+    notes = list(db.notifies(timeout=5, stop_after=1))
+    assert [(n.channel, n.payload) for n in notes] == [("pyqueue_finished", str(job_id))]
+
+
+# ---------------------------------------------------------------- bad input
+
+BAD_INPUT = [
+    # (what, query, params, sqlstate, words the message must contain)
+    ("empty queue", "SELECT pyqueue.enqueue('', '{}')", None, "22023", "invalid queue name"),
+    ("long queue", "SELECT pyqueue.enqueue(%s, '{}')", ["q" * 101], "22023", "invalid queue name"),
+    ("quote", "SELECT pyqueue.enqueue(%s, '{}')", ["it's"], "22023", "invalid queue name"),
+    ("semicolon", "SELECT pyqueue.enqueue(%s, '{}')", ["a;drop"], "22023", "invalid queue name"),
+    ("space", "SELECT pyqueue.enqueue(%s, '{}')", ["two words"], "22023", "invalid queue name"),
+    ("unicode", "SELECT pyqueue.enqueue(%s, '{}')", ["émails"], "22023", "invalid queue name"),
+    ("dash first", "SELECT pyqueue.enqueue(%s, '{}')", ["-x"], "22023", "invalid queue name"),
+    ("NULL queue", "SELECT pyqueue.enqueue(NULL, '{}')", None, "22023", "invalid queue name NULL"),
+    (
+        "NULL payload",
+        "SELECT pyqueue.enqueue('q', NULL)",
+        None,
+        "22023",
+        "payload must not be NULL",
+    ),
+    (
+        "negative delay",
+        "SELECT pyqueue.enqueue('q', '{}', delay => '-1 second')",
+        None,
+        "22023",
+        "delay must be zero or positive",
+    ),
+    (
+        "huge delay",
+        "SELECT pyqueue.enqueue('q', '{}', delay => '11 years')",
+        None,
+        "22023",
+        "delay must be at most 10 years",
+    ),
+    (
+        "run_at and delay",
+        "SELECT pyqueue.enqueue('q', '{}', run_at => now(), delay => '1 s')",
+        None,
+        "22023",
+        "give run_at or delay, not both",
+    ),
+    (
+        "infinite run_at",
+        "SELECT pyqueue.enqueue('q', '{}', run_at => 'infinity')",
+        None,
+        "22023",
+        "run_at must be a finite time",
+    ),
+    (
+        "max_attempts 0",
+        "SELECT pyqueue.enqueue('q', '{}', max_attempts => 0)",
+        None,
+        "22023",
+        "max_attempts must be between 1 and 1000",
+    ),
+    (
+        "max_attempts 1001",
+        "SELECT pyqueue.enqueue('q', '{}', max_attempts => 1001)",
+        None,
+        "22023",
+        "max_attempts must be between 1 and 1000",
+    ),
+    (
+        "priority high",
+        "SELECT pyqueue.enqueue('q', '{}', priority => 32768)",
+        None,
+        "22023",
+        "priority must be between -32768 and 32767",
+    ),
+    (
+        "priority low",
+        "SELECT pyqueue.enqueue('q', '{}', priority => -32769)",
+        None,
+        "22023",
+        "priority must be between -32768 and 32767",
+    ),
+    (
+        "priority NULL",
+        "SELECT pyqueue.enqueue('q', '{}', priority => NULL)",
+        None,
+        "22023",
+        "priority must not be NULL",
+    ),
+    (
+        "zero backoff",
+        "SELECT pyqueue.enqueue('q', '{}', backoff_base => '0')",
+        None,
+        "22023",
+        "backoff_base must be positive",
+    ),
+    (
+        "negative cap",
+        "SELECT pyqueue.enqueue('q', '{}', backoff_max => '-1 s')",
+        None,
+        "22023",
+        "backoff_max must be positive",
+    ),
+    (
+        "empty key",
+        "SELECT pyqueue.enqueue('q', '{}', idempotency_key => '')",
+        None,
+        "22023",
+        "idempotency_key must not be empty",
+    ),
+    (
+        "batch NULL",
+        "SELECT pyqueue.enqueue_batch('q', NULL)",
+        None,
+        "22023",
+        "payloads must not be NULL",
+    ),
+    (
+        "batch NULL element",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['{}', NULL]::jsonb[])",
+        None,
+        "22023",
+        "payloads[2] must not be NULL",
+    ),
+    (
+        "batch 2-D",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY[['{}'], ['{}']]::jsonb[])",
+        None,
+        "22023",
+        "one-dimensional",
+    ),
+    (
+        "batch keys length",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['{}']::jsonb[], "
+        "idempotency_keys => ARRAY['a', 'b'])",
+        None,
+        "22023",
+        "idempotency_keys has 2 elements",
+    ),
+    (
+        "batch empty key",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['{}']::jsonb[], idempotency_keys => ARRAY[''])",
+        None,
+        "22023",
+        "must not contain an empty key",
+    ),
+    (
+        "batch bad queue",
+        "SELECT pyqueue.enqueue_batch('a b', ARRAY['{}']::jsonb[])",
+        None,
+        "22023",
+        "invalid queue name",
+    ),
+    (
+        "batch negative delay",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['{}']::jsonb[], delay => '-1 day')",
+        None,
+        "22023",
+        "delay must be zero or positive",
+    ),
+    (
+        "claim no queues",
+        "SELECT * FROM pyqueue.claim_batch('{}', 'w')",
+        None,
+        "22023",
+        "queues must name at least one queue",
+    ),
+    (
+        "claim no worker",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], '')",
+        None,
+        "22023",
+        "worker must name the worker",
+    ),
+    (
+        "claim batch 0",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 0)",
+        None,
+        "22023",
+        "batch_size must be between 1 and 10000",
+    ),
+    (
+        "claim lease 0",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 1, '0')",
+        None,
+        "22023",
+        "lease must be positive",
+    ),
+    (
+        "claim lease NULL",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 1, NULL)",
+        None,
+        "22023",
+        "lease must not be NULL",
+    ),
+    (
+        "heartbeat pairs",
+        "SELECT * FROM pyqueue.heartbeat(ARRAY[1, 2], ARRAY[gen_random_uuid()])",
+        None,
+        "22023",
+        "job_ids has 2 elements, lease_tokens has 1",
+    ),
+    (
+        "heartbeat lease",
+        "SELECT * FROM pyqueue.heartbeat(ARRAY[1], ARRAY[gen_random_uuid()], '-1 s')",
+        None,
+        "22023",
+        "lease must be positive",
+    ),
+    (
+        "release NULL",
+        "SELECT * FROM pyqueue.release(NULL, NULL)",
+        None,
+        "22023",
+        "job_ids and lease_tokens must not be NULL",
+    ),
+    (
+        "complete_batch results",
+        "SELECT * FROM pyqueue.complete_batch(ARRAY[1], "
+        "ARRAY[gen_random_uuid()], ARRAY['{}', '{}']::jsonb[])",
+        None,
+        "22023",
+        "results has 2 elements, job_ids has 1",
+    ),
+    (
+        "recover max_jobs",
+        "SELECT pyqueue.recover_expired(0)",
+        None,
+        "22023",
+        "max_jobs must be between 1 and 100000",
+    ),
+    (
+        "list status",
+        "SELECT * FROM pyqueue.list_jobs('done')",
+        None,
+        "22023",
+        "unknown status 'done'",
+    ),
+    (
+        "list queue",
+        "SELECT * FROM pyqueue.list_jobs(queue => 'x;y')",
+        None,
+        "22023",
+        "invalid queue name",
+    ),
+    (
+        "purge negative",
+        "SELECT pyqueue.purge(older_than => '-1 day')",
+        None,
+        "22023",
+        "older_than must be zero or positive",
+    ),
+    ("purge queue", "SELECT pyqueue.purge(queue => '')", None, "22023", "invalid queue name"),
+    (
+        "configure name",
+        "SELECT pyqueue.configure_queue('bad name', max_attempts => 2)",
+        None,
+        "22023",
+        "invalid queue name",
+    ),
+    (
+        "configure attempts",
+        "SELECT pyqueue.configure_queue('q', max_attempts => 0)",
+        None,
+        "22023",
+        "max_attempts must be between 1 and 1000",
+    ),
+    (
+        "configure retention",
+        "SELECT pyqueue.configure_queue('q', retention => '-1 day')",
+        None,
+        "22023",
+        "retention must be zero or positive",
+    ),
+    (
+        "configure payload",
+        "SELECT pyqueue.configure_queue('q', max_payload_bytes => 0)",
+        None,
+        "22023",
+        "max_payload_bytes must be between 1 and 268435456",
+    ),
+]
+
+
+def _group(query):
+    """Which function family a bad-input case calls (one test, one database, per family)."""
+    for family in ("enqueue_batch", "enqueue(", "claim_batch"):
+        if family in query:
+            return family.rstrip("(")
+    return "others"
+
+
+@pytest.mark.parametrize("family", ["enqueue", "enqueue_batch", "claim_batch", "others"])
+def test_bad_input_raises_a_clear_error_and_writes_nothing(db, family):
+    enqueue(db, payload='{"already": "here"}')
+    cases = [case for case in BAD_INPUT if _group(case[1]) == family]
+    assert cases
+    wrong = []
+    for what, query, params, sqlstate, words in cases:
+        before = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
+        error = sqlstate_of(db, query, params)
+        after = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
+        message = error.diag.message_primary or ""
+        if error.sqlstate != sqlstate or words not in message or before != after:
+            wrong.append(f"{what}: {error.sqlstate} {message!r}, rows {before} -> {after}")
+    assert wrong == []
+
+
+def test_a_payload_over_the_queue_limit_is_refused_whole(db):
+    db.execute("SELECT pyqueue.configure_queue('small', max_payload_bytes => 100)")
+    assert enqueue(db, "small", '"short"')
+    big = '"' + "x" * 200 + '"'
+    with writes_nothing(db):
+        error = sqlstate_of(db, "SELECT pyqueue.enqueue('small', %s::jsonb)", [big])
+        assert error.sqlstate == "54000"
+        assert "payload is" in error.diag.message_primary
+        assert "over the queue's limit of 100 bytes" in error.diag.message_primary
+        error = sqlstate_of(
+            db, "SELECT pyqueue.enqueue_batch('small', ARRAY['1', %s]::jsonb[])", [big]
+        )
+        assert error.sqlstate == "54000"
+        assert "payloads[2] is" in error.diag.message_primary
+    # Other queues keep the default limit (1 MiB).
+    assert enqueue(db, "large", big)
+
+
+# ---------------------------------------------------------------- views
+
+
+def test_queue_stats_counts_jobs_by_status(db):
+    enqueue(db, "a", "1")
+    enqueue(db, "a", "2", delay="1 hour")
+    running = enqueue(db, "a", "3", priority=5)
+    claim_one(db, "a")
+    buried = enqueue(db, "b", "4", max_attempts=1)
+    fail(db, buried, claim_one(db, "b").lease_token)
+    stats = {s["queue"]: s for s in rows(db, "SELECT * FROM pyqueue.queue_stats")}
+    assert set(stats) == {"a", "b"}
+    a = stats["a"]
+    assert (a["pending"], a["due"], a["running"], a["completed"], a["dead"]) == (2, 1, 1, 0, 0)
+    assert stats["b"]["dead"] == 1
+    assert status(db, running) == "running"
+    assert [r["id"] for r in rows(db, "SELECT id FROM pyqueue.running_jobs")] == [running]
+    assert [r["id"] for r in rows(db, "SELECT id FROM pyqueue.dead_letters")] == [buried]
+
+
+# ---------------------------------------------------------------- psql
+
+PSQL_SESSION = r"""
+\set ON_ERROR_STOP 1
+\pset pager off
+-- A producer enqueues three jobs; the first should run first.
+SELECT pyqueue.enqueue('emails', '{"to": "ok@example.com"}', priority => 10) AS ok_id \gset
+SELECT pyqueue.enqueue('emails', '{"to": "bad@example.com"}', max_attempts => 1) AS bad_id \gset
+SELECT pyqueue.enqueue('emails', '{"to": "later@example.com"}', delay => '1 hour') AS later_id \gset
+-- A worker claims and completes the first.
+SELECT id AS first_id, lease_token AS first_token
+FROM pyqueue.claim_batch(ARRAY['emails'], 'psql-worker', 1, '1 minute') \gset
+SELECT pyqueue.complete(:first_id, :'first_token', '{"sent": true}') AS completed \gset
+-- It claims the second, which fails on its only attempt: dead-lettered.
+SELECT id AS second_id, lease_token AS second_token
+FROM pyqueue.claim_batch(ARRAY['emails'], 'psql-worker', 1, '1 minute') \gset
+SELECT pyqueue.fail(:second_id, :'second_token', 'mailbox full') AS outcome \gset
+-- An operator replays the dead letter (twice: one new job) and cancels the delayed job.
+SELECT pyqueue.retry_dead(:bad_id) AS replay_id \gset
+SELECT pyqueue.retry_dead(:bad_id) AS replay_again \gset
+SELECT pyqueue.cancel(:later_id) AS cancelled \gset
+\echo RESULT ok=:ok_id bad=:bad_id later=:later_id first=:first_id second=:second_id
+\echo RESULT completed=:completed outcome=:outcome cancelled=:cancelled
+\echo RESULT replay=:replay_id again=:replay_again
+SELECT * FROM pyqueue.queue_stats;
+"""
+
+
+def test_a_psql_session_alone_can_enqueue_claim_complete_fail_replay_and_cancel(dsn, db):
+    done = subprocess.run(
+        ["psql", "-X", "-q", "-d", psql_conninfo(dsn)],
+        input=PSQL_SESSION,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    echoed = dict(
+        pair.split("=", 1)
+        for line in done.stdout.splitlines()
+        if line.startswith("RESULT ")
+        for pair in line.split()[1:]
+    )
+    ok, bad, later = int(echoed["ok"]), int(echoed["bad"]), int(echoed["later"])
+    replay = int(echoed["replay"])
+    assert (int(echoed["first"]), int(echoed["second"])) == (ok, bad)
+    assert (echoed["completed"], echoed["outcome"], echoed["cancelled"]) == ("t", "dead", "t")
+    assert echoed["again"] == echoed["replay"]
+
+    assert (job(db, ok)["status"], job(db, ok)["result"]) == ("completed", {"sent": True})
+    d = dead(db, bad)
+    assert (d["error"], d["retried_as"]) == ("mailbox full", replay)
+    assert job(db, replay)["payload"] == {"to": "bad@example.com"}
+    assert status(db, replay) == "pending"
+    assert status(db, later) == "cancelled"
+    assert counts(db) == (3, 1)
