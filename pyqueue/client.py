@@ -10,6 +10,7 @@ connection.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,12 +28,22 @@ from pyqueue.jobs import Job
 FINISHED_CHANNEL = "pyqueue_finished"
 
 
+# A NUL character, as json.dumps writes it: \u0000 after an even run of
+# backslashes (each pair is an escaped backslash, not the start of an escape).
+NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def to_json(payload: Any, what: str = "payload") -> Jsonb:
     """Wrap a value for a jsonb argument, refusing what JSON cannot hold."""
     try:
         text = json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
+        # RecursionError: nested deeper than the encoder can go.
         raise InvalidPayload(f"{what} is not JSON-serialisable: {error}") from None
+    if NUL_ESCAPE.search(text):
+        raise InvalidPayload(
+            f"{what} contains \\u0000 (the NUL character), which PostgreSQL's jsonb cannot store"
+        )
     return Jsonb(payload, dumps=lambda _: text)
 
 

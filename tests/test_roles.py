@@ -94,10 +94,14 @@ def connect(conninfo: str) -> psycopg.Connection[Any]:
     return psycopg.connect(conninfo, autocommit=True)
 
 
-def assert_refused(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> None:
-    with pytest.raises(errors.InsufficientPrivilege) as caught:
-        conn.execute(statement, params)
-    assert caught.value.sqlstate == "42501", statement
+def assert_refused(conn: psycopg.Connection[Any], statement: str) -> None:
+    user = conn.info.user
+    try:
+        conn.execute(statement)
+    except errors.InsufficientPrivilege as error:
+        assert error.sqlstate == "42501"
+    else:
+        pytest.fail(f"{user} was allowed: {statement}")
 
 
 # ---- the catalogs ------------------------------------------------------------
@@ -210,32 +214,37 @@ TABLE_STATEMENTS = {
 }
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_tables_are_out_of_reach(db, logins, role):
+# The refusals share one database per test: a fresh one costs a second, and
+# each refused statement leaves it as it was (checked at the end).
+
+
+def test_tables_are_out_of_reach(db, logins):
     db.execute("SELECT pyqueue.enqueue('emails', '{}')")
-    with connect(logins[role]) as conn:
-        for statements in TABLE_STATEMENTS.values():
-            for statement in statements:
-                assert_refused(conn, statement)
+    for role in ROLES:
+        with connect(logins[role]) as conn:
+            for statements in TABLE_STATEMENTS.values():
+                for statement in statements:
+                    assert_refused(conn, statement)
     assert db.execute("SELECT count(*) FROM pyqueue.jobs").fetchone() == (1,)
     assert db.execute("SELECT max_attempts FROM pyqueue.queues").fetchall() == [(3,)]
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_every_function_outside_the_role_is_refused(db, logins, role):
-    with connect(logins[role]) as conn:
-        refused = [(n, c) for _, n, c in _functions(db) if n not in ALLOWED_FUNCTIONS[role]]
+def test_every_function_outside_the_role_is_refused(db, logins):
+    functions = _functions(db)
+    for role in ROLES:
+        refused = [(n, c) for _, n, c in functions if n not in ALLOWED_FUNCTIONS[role]]
         assert {n for n, _ in refused} >= OPERATOR_FUNCTIONS
         assert any(n.startswith("_") for n, _ in refused)
-        for _name, call in refused:
-            assert_refused(conn, call)
+        with connect(logins[role]) as conn:
+            for _name, call in refused:
+                assert_refused(conn, call)
 
 
-@pytest.mark.parametrize("role", ["pyqueue_producer", "pyqueue_worker"])
-def test_monitoring_views_are_the_monitors_only(logins, role):
-    with connect(logins[role]) as conn:
-        for view in sorted(MONITOR_VIEWS):
-            assert_refused(conn, f"SELECT * FROM pyqueue.{view}")
+def test_monitoring_views_are_the_monitors_only(logins):
+    for role in ("pyqueue_producer", "pyqueue_worker"):
+        with connect(logins[role]) as conn:
+            for view in sorted(MONITOR_VIEWS):
+                assert_refused(conn, f"SELECT * FROM pyqueue.{view}")
 
 
 def test_producer_enqueues_and_reads_status(db, logins):
