@@ -63,7 +63,7 @@ function poll(urls, render) {
         render(...answers.map((text) => JSON.parse(text)));
       }
       live.classList.remove("offline");
-      live.textContent = `live · ${new Date().toLocaleTimeString()}`;
+      live.textContent = `live · ${new Date().toLocaleTimeString([], { hour12: false })}`;
     } catch (error) {
       live.classList.add("offline");
       live.textContent = "offline, retrying";
@@ -117,8 +117,10 @@ function renderChart(data) {
         y: y(m.completed + m.failed), height: y(m.completed) - y(m.completed + m.failed) },
         el("svg:title", {}, title)));
     }
-    if (i % 10 === 0 || i === minutes.length - 1) {
-      parts.push(el("svg:text", { x: x + width / 2, y: H - 6, "text-anchor": "middle" },
+    if ((i % 10 === 0 && i <= minutes.length - 6) || i === minutes.length - 1) {
+      const anchor = i === 0 ? "start" : i === minutes.length - 1 ? "end" : "middle";
+      const at = i === 0 ? x : i === minutes.length - 1 ? x + width : x + width / 2;
+      parts.push(el("svg:text", { x: at, y: H - 6, "text-anchor": anchor },
         when(m.minute).slice(11, 16)));
     }
   });
