@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +35,10 @@ def serve(
     creds: Credentials | None = None,
 ) -> None:
     """Serve until Ctrl-C; refuse a non-loopback host without credentials."""
-    _server(database_url, host, port, creds).run()
+    server = _server(database_url, host, port, creds)
+    # uvicorn shuts down cleanly on Ctrl-C, then raises the signal again.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
 
 
 @contextmanager
