@@ -1,0 +1,81 @@
+"""The worker the chaos processes run: `pyqueue worker tests.chaos.chaos_worker:worker`.
+
+Its handler writes a 'start' and an 'end' row into the table chaos_ledger of
+the test database for every run, on its own connection, so the chaos tests
+count real executions rather than trust job states. Environment:
+
+    PYQUEUE_CHAOS_DSN        the database of the ledger (the queue's own)
+    PYQUEUE_CHAOS_LEASE      the lease in seconds (the CLI has no option for it)
+    PYQUEUE_CHAOS_HEARTBEAT  seconds between heartbeats (default: lease / 3)
+
+Payload: {"seconds": how long the run takes, "fail": true to raise every time}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from pyqueue import JobContext, Worker
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+QUEUE = "chaos"
+LEDGER_DDL = """
+CREATE TABLE chaos_ledger (
+    job_id  bigint  NOT NULL,
+    attempt integer NOT NULL,
+    pid     integer NOT NULL,
+    event   text    NOT NULL CHECK (event IN ('start', 'end')),
+    at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- A write retried after its connection broke must not count twice.
+    UNIQUE (job_id, attempt, pid, event)
+)
+"""
+# How long a ledger write keeps trying through a restart or a terminate storm.
+WRITE_PATIENCE_SECONDS = 60.0
+
+_heartbeat = os.environ.get("PYQUEUE_CHAOS_HEARTBEAT")
+worker = Worker(
+    lease=float(os.environ.get("PYQUEUE_CHAOS_LEASE", "30")),
+    heartbeat_interval=float(_heartbeat) if _heartbeat else None,
+)
+_local = threading.local()
+
+
+def record(job: JobContext, event: str) -> None:
+    """One ledger row for this run, written however often the connection breaks."""
+    deadline = time.monotonic() + WRITE_PATIENCE_SECONDS
+    while True:
+        try:
+            conn = getattr(_local, "conn", None)
+            if conn is None or conn.closed:
+                conn = _local.conn = psycopg.connect(
+                    os.environ["PYQUEUE_CHAOS_DSN"], autocommit=True, connect_timeout=5
+                )
+            conn.execute(
+                "INSERT INTO chaos_ledger (job_id, attempt, pid, event) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [job.id, job.attempt, os.getpid(), event],
+            )
+            return
+        except psycopg.OperationalError:
+            _local.conn = None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@worker.handler(QUEUE)
+def run(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
+    record(job, "start")
+    if payload.get("fail"):
+        raise RuntimeError(f"job {job.id} is designed to fail")
+    time.sleep(float(payload.get("seconds", 0)))
+    record(job, "end")
+    return {"pid": os.getpid(), "attempt": job.attempt}

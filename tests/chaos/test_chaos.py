@@ -1,0 +1,306 @@
+"""Chaos: real worker processes against one server while things go wrong.
+
+Run alone with `pytest -m chaos`. PYQUEUE_CHAOS_JOBS sets the size of each
+scenario: 200 by default (CI's short form); `PYQUEUE_CHAOS_JOBS=2000` is the
+longer local run. Every scenario ends with the same checks (chaos_harness.Tally):
+no job lost, none completed twice, every completion backed by a finished run,
+and runs beyond the first only where a crash forced them. Each prints its
+summary line at the end of the pytest output.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import socket
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+import pyqueue
+from pyqueue.localserver import temporary_server
+from tests.chaos.chaos_harness import (
+    WORKER_APP,
+    Tally,
+    durations,
+    enqueue,
+    harness_connect,
+    jobs_per_scenario,
+    prepare,
+    unfinished,
+    wait_drained,
+)
+
+pytestmark = pytest.mark.chaos
+
+N = jobs_per_scenario()
+# Generous: the machine may be shared, and a lease must expire for recovery.
+DRAIN_SECONDS = 90 + N * 0.2
+
+
+@pytest.fixture
+def chaos_db(dsn: str) -> Any:
+    with harness_connect(dsn) as conn:
+        prepare(conn)
+        yield conn
+
+
+def in_flight(conn: psycopg.Connection[Any]) -> dict[int, list[int]]:
+    """pid -> jobs whose run in that worker started and has not ended."""
+    rows = conn.execute(
+        """
+        SELECT s.pid, array_agg(s.job_id ORDER BY s.job_id) FROM chaos_ledger s
+        WHERE s.event = 'start'
+          AND NOT EXISTS (SELECT FROM chaos_ledger e WHERE e.event = 'end' AND e.job_id = s.job_id
+                          AND e.attempt = s.attempt AND e.pid = s.pid)
+        GROUP BY s.pid
+        """
+    ).fetchall()
+    return {pid: jobs for pid, jobs in rows}
+
+
+def test_kill_9_workers_while_jobs_run(chaos_db, dsn, fleets, chaos_summary):
+    fleet = fleets(dsn, lease=2.0)
+    normal = enqueue(chaos_db, durations(N, 0.1, 0.3, seed=1))
+    failing = enqueue(chaos_db, [], failing=max(2, N // 20), max_attempts=2)
+    started = time.monotonic()
+    fleet.start(3)
+    rng = random.Random(2)
+    # Kill a worker that is running jobs, start another in its place, repeat
+    # while jobs remain (for at most half the drain time).
+    while unfinished(chaos_db) > 0 and time.monotonic() - started < DRAIN_SECONDS / 2:
+        time.sleep(rng.uniform(0.5, 1.0))
+        busy = in_flight(chaos_db)
+        victims = [w for w in fleet.running if busy.get(w.pid)]
+        if victims:
+            fleet.kill9(rng.choice(victims))
+            fleet.start(1)
+    wait_drained(chaos_db, DRAIN_SECONDS, fleet)
+    fleet.assert_all_alive()
+    fleet.stop()
+    tally = Tally.of(chaos_db, normal, failing)
+    chaos_summary(
+        tally.line(
+            "kill -9 of busy workers", f"{fleet.kills} kills, {time.monotonic() - started:.1f} s"
+        )
+    )
+    tally.check(reruns_allowed=True)
+    assert fleet.kills >= 2, "the jobs finished before the scenario could kill twice"
+
+
+def test_pg_terminate_backend_storm(chaos_db, dsn, fleets, chaos_summary):
+    fleet = fleets(dsn, lease=10.0)
+    normal = enqueue(chaos_db, durations(N, 0.02, 0.1, seed=3))
+    failing = enqueue(chaos_db, [], failing=max(2, N // 20), max_attempts=2)
+    started = time.monotonic()
+    fleet.start(3)
+    rng = random.Random(4)
+    terminated = rounds = 0
+    while unfinished(chaos_db) > 0 and time.monotonic() - started < DRAIN_SECONDS / 2:
+        time.sleep(rng.uniform(0.1, 0.3))
+        # A random half of the workers' sessions: claims, heartbeats, LISTEN, ledger.
+        row = chaos_db.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s AND random() < 0.5",
+            [WORKER_APP],
+        ).fetchone()
+        terminated += row[0] if row else 0
+        rounds += 1
+    wait_drained(chaos_db, DRAIN_SECONDS, fleet)
+    fleet.assert_all_alive()
+    fleet.stop()
+    tally = Tally.of(chaos_db, normal, failing)
+    chaos_summary(
+        tally.line(
+            "pg_terminate_backend storm",
+            f"{terminated} sessions terminated in {rounds} rounds, "
+            f"{time.monotonic() - started:.1f} s",
+        )
+    )
+    # No worker died and every lease (10 s) was renewable: nothing forces a re-run.
+    tally.check(reruns_allowed=False)
+    assert terminated >= 10, "the storm terminated almost nothing"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_server_stopped_and_started_mid_run(fleets, chaos_summary):
+    # A private server, so that stopping it disturbs no other test. Its port is
+    # fixed so the workers find it again after the restart.
+    port = free_port()
+    settings = {"fsync": "off", "synchronous_commit": "off", "port": str(port)}
+    with temporary_server(settings) as server:
+        url = server.url()
+        pyqueue.migrate(url)
+        conn = harness_connect(url)
+        prepare(conn)
+        fleet = fleets(url, lease=5.0)
+        normal = enqueue(conn, durations(N, 0.05, 0.2, seed=5))
+        started = time.monotonic()
+        fleet.start(3)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while (done := N - unfinished(conn)) < N // 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        conn.close()
+        server.stop()
+        down_at = time.monotonic()
+        time.sleep(2.0)
+        server.start()
+        assert server.port() == port
+        downtime = time.monotonic() - down_at
+        with harness_connect(url) as conn:
+            wait_drained(conn, DRAIN_SECONDS, fleet)
+            fleet.assert_all_alive()
+            fleet.stop()
+            tally = Tally.of(conn, normal, [])
+        fleet.close()
+    chaos_summary(
+        tally.line(
+            "server stopped and started",
+            f"stopped after {done} jobs, down {downtime:.1f} s, {time.monotonic() - started:.1f} s",
+        )
+    )
+    tally.check(reruns_allowed=True)
+
+
+def vacuum_held_back(conn: psycopg.Connection[Any]) -> int:
+    """Dead row versions of pyqueue.jobs that VACUUM found but could not remove."""
+    notices: list[str] = []
+
+    def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
+        notices.append(diagnostic.message_primary or "")
+
+    conn.add_notice_handler(collect)
+    try:
+        conn.execute("VACUUM (VERBOSE) pyqueue.jobs")
+    finally:
+        conn.remove_notice_handler(collect)
+    found = [re.search(r"(\d+) are dead but not yet removable", n) for n in notices]
+    counts = [int(m.group(1)) for m in found if m]
+    assert counts, f"no tuple counts in VACUUM VERBOSE output: {notices}"
+    return counts[0]
+
+
+def test_idle_in_transaction_session_holds_back_vacuum(chaos_db, dsn, fleets, chaos_summary):
+    # A forgotten session: a snapshot taken and never released.
+    holder = psycopg.connect(dsn, application_name="chaos-idle-holder")
+    holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    holder.execute("SELECT count(*) FROM pyqueue.jobs").fetchone()
+    try:
+        fleet = fleets(dsn, lease=10.0)
+        normal = enqueue(chaos_db, durations(N, 0.01, 0.05, seed=6))
+        started = time.monotonic()
+        fleet.start(2)
+        wait_drained(chaos_db, DRAIN_SECONDS, fleet)
+        state = chaos_db.execute(
+            "SELECT state FROM pg_stat_activity WHERE application_name = 'chaos-idle-holder'"
+        ).fetchone()
+        assert state == ("idle in transaction",)
+        held = vacuum_held_back(chaos_db)
+    finally:
+        holder.rollback()
+        holder.close()
+    after = vacuum_held_back(chaos_db)
+    fleet.assert_all_alive()
+    fleet.stop()
+    tally = Tally.of(chaos_db, normal, [])
+    chaos_summary(
+        tally.line(
+            "idle-in-transaction session",
+            f"vacuum could not remove {held} dead row versions while it was open, "
+            f"{after} after; {time.monotonic() - started:.1f} s",
+        )
+    )
+    tally.check(reruns_allowed=False)
+    assert held > 0, "the open session did not hold vacuum back: the scenario did not happen"
+    assert after == 0
+
+
+def test_handler_outliving_its_lease_while_heartbeating(chaos_db, dsn, fleets, chaos_summary):
+    lease, long_run = 2.0, 6.0
+    fleet = fleets(dsn, lease=lease, heartbeat=0.4)
+    long_jobs = enqueue(chaos_db, [long_run] * 4)
+    # Short jobs keep the other workers claiming (and so recovering) meanwhile.
+    short_jobs = enqueue(chaos_db, durations(max(20, N // 4), 0.05, 0.3, seed=7))
+    started = time.monotonic()
+    fleet.start(3)
+    wait_drained(chaos_db, DRAIN_SECONDS, fleet)
+    fleet.assert_all_alive()
+    fleet.stop()
+    runs = dict(
+        chaos_db.execute(
+            "SELECT job_id, count(*) FROM chaos_ledger WHERE event = 'start' AND job_id = ANY(%s)"
+            " GROUP BY job_id",
+            [long_jobs],
+        ).fetchall()
+    )
+    tally = Tally.of(chaos_db, long_jobs + short_jobs, [])
+    chaos_summary(
+        tally.line(
+            "handlers outliving their lease, heartbeating",
+            f"{len(long_jobs)} jobs of {long_run:g} s under a {lease:g} s lease, "
+            f"{time.monotonic() - started:.1f} s",
+        )
+    )
+    assert runs == {job_id: 1 for job_id in long_jobs}, "a heartbeating job was claimed twice"
+    tally.check(reruns_allowed=False)
+
+
+def test_a_hung_worker_without_heartbeat_is_recovered(chaos_db, dsn, fleets, chaos_summary):
+    # SIGSTOP freezes the whole process: handlers, heartbeats and all, as a
+    # worker stuck in a blocking call or swapped out would be.
+    lease = 2.0
+    fleet = fleets(dsn, lease=lease)
+    normal = enqueue(chaos_db, [1.0] * max(24, N // 4))
+    started = time.monotonic()
+    workers = fleet.start(3)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while not (busy := in_flight(chaos_db)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hung = max((w for w in workers if busy.get(w.pid)), key=lambda w: len(busy[w.pid]))
+    hung.process.send_signal(signal.SIGSTOP)
+    held = busy[hung.pid]
+    stopped_at = time.monotonic()
+    try:
+        # Every job it held must start again elsewhere once its lease expires.
+        rerun_elsewhere = 0
+        while time.monotonic() < deadline:
+            row = chaos_db.execute(
+                "SELECT count(DISTINCT job_id) FROM chaos_ledger"
+                " WHERE event = 'start' AND pid <> %s AND job_id = ANY(%s)",
+                [hung.pid, held],
+            ).fetchone()
+            rerun_elsewhere = row[0] if row else 0
+            if rerun_elsewhere == len(held):
+                break
+            time.sleep(0.1)
+        frozen_for = time.monotonic() - stopped_at
+    finally:
+        hung.process.send_signal(signal.SIGCONT)
+    wait_drained(chaos_db, DRAIN_SECONDS, fleet)
+    fleet.assert_all_alive()
+    fleet.stop()
+    finishers = dict(
+        chaos_db.execute(
+            "SELECT job_id, worker FROM chaos_completions WHERE job_id = ANY(%s)", [held]
+        ).fetchall()
+    )
+    tally = Tally.of(chaos_db, normal, [])
+    chaos_summary(
+        tally.line(
+            "worker frozen by SIGSTOP",
+            f"it held {len(held)} jobs, {rerun_elsewhere} re-run elsewhere after "
+            f"{frozen_for:.1f} s under a {lease:g} s lease; {time.monotonic() - started:.1f} s",
+        )
+    )
+    assert rerun_elsewhere == len(held), "the frozen worker's jobs were not recovered"
+    # Woken up, the frozen worker finished its stale runs: fencing refused them.
+    assert all(f":{hung.pid}:" not in (worker or "") for worker in finishers.values()), finishers
+    tally.check(reruns_allowed=True)
