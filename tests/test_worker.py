@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from pyqueue import InvalidArgument, SchemaError
@@ -484,3 +485,68 @@ def test_bad_settings_are_refused_by_name():
         worker.run("dbname=unused")
     with pytest.raises(InvalidArgument, match="no database"):
         Worker().run()
+
+
+def test_results_of_handlers_that_finished_while_the_database_was_away_are_stored(
+    dsn, db, queue, caplog
+):
+    caplog.set_level(logging.DEBUG, logger="pyqueue.worker")
+    worker = Worker(**FAST)
+    inside = threading.Event()
+    release = threading.Event()
+
+    @worker.handler("report")
+    def report(payload, job):
+        inside.set()
+        assert release.wait(10)
+        return {"rows": 7}
+
+    name = db.info.dbname
+    job_id = queue.enqueue("report", {})
+    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
+
+        def allow_connections(allow: bool) -> None:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+
+        try:
+            with running(worker, dsn):
+                assert inside.wait(15)
+                # The database goes away for the worker: no new connection, old ones cut.
+                allow_connections(False)
+                db.execute(TERMINATE_OTHERS)
+                release.set()  # the handler finishes while its result cannot be stored
+                wait_until(lambda: "cannot connect" in caplog.text, what="failed reconnects")
+                time.sleep(0.5)
+                allow_connections(True)
+                wait_until(lambda: status(db, job_id) == "completed", what="the stored result")
+        finally:
+            allow_connections(True)
+    job = queue.get_job(job_id)
+    assert (job.result, job.attempt) == ({"rows": 7}, 1)
+    assert "connected again after" in caplog.text
+
+
+def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, monkeypatch):
+    worker = Worker(concurrency=4, **FAST)
+    original = session.Session._claim
+
+    async def claim_then_stop(self: session.Session, size: int) -> list[Any]:
+        jobs = await original(self, size)
+        if jobs:
+            worker.stop()  # as if SIGTERM arrived while the claim was on the wire
+            await asyncio.sleep(0.1)
+        return jobs
+
+    monkeypatch.setattr(session.Session, "_claim", claim_then_stop)
+    ran: list[int] = []
+
+    @worker.handler("q")
+    def handle(payload, job):
+        ran.append(job.id)
+
+    ids = queue.enqueue_many("q", [{}] * 3)
+    with running(worker, dsn):
+        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+    jobs = [queue.get_job(j) for j in ids]
+    assert ran == []
+    assert [(j.status, j.attempt) for j in jobs] == [("pending", 0)] * 3

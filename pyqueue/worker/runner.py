@@ -18,6 +18,7 @@ import psycopg
 
 from pyqueue import schema
 from pyqueue.errors import InvalidArgument
+from pyqueue.worker.connection import with_defaults
 from pyqueue.worker.session import Handler, Session, Settings
 
 logger = logging.getLogger("pyqueue.worker")
@@ -174,7 +175,7 @@ class Worker:
         if not url:
             raise InvalidArgument("no database: pass conninfo or set DATABASE_URL")
         queues = self._work_queues()
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(with_defaults(url)) as conn:
             schema.check_version(conn)
         self.name = self._name or default_worker_name()
         signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
@@ -186,7 +187,10 @@ class Worker:
                 self._stop_requests = 0
 
     def stop(self) -> None:
-        """Ask run() to stop, from any thread: as SIGTERM does; a second call stops at once."""
+        """Ask run() to stop, from any thread, as SIGTERM does; a second call stops at once.
+
+        A call made before run() has started makes it return as soon as it starts.
+        """
         with self._lock:
             self._stop_requests += 1
             loop = self._loop
