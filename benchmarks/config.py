@@ -1,0 +1,55 @@
+"""Scenario sizes: the full run (under 10 minutes with a 5-minute soak) and --quick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUEUE = "bench"
+
+
+@dataclass(frozen=True)
+class Config:
+    # Worker shape, the same for pyqueue and the baseline.
+    batch_size: int = 100
+    concurrency: int = 100
+    async_handler: bool = False
+    # 1. enqueue: seconds per side, split into alternating rounds so that drift
+    # in the machine's load falls on both sides alike.
+    enqueue_seconds: float = 8.0
+    enqueue_rounds: int = 4
+    enqueue_batch: int = 1000
+    # 2. drain
+    drain_jobs: int = 50_000
+    drain_processes: tuple[int, ...] = (1, 2)
+    # 3. latency
+    latency_jobs: int = 500
+    latency_interval: float = 0.01
+    # 4. backlog: jobs due on the measured queue, total jobs in the table
+    backlog_due: int = 10_000
+    backlog_small: int = 10_000
+    backlog_large: int = 1_000_000
+    backlog_rounds: int = 3
+    # 5. soak
+    soak_seconds: float = 300.0
+    soak_rate: float | None = None  # jobs/s; None: a share of the measured drain rate
+    soak_rate_share: float = 0.5
+    soak_window: float = 60.0  # "first minute" / "last minute"
+
+    @property
+    def soak_window_seconds(self) -> float:
+        return min(self.soak_window, self.soak_seconds / 5)
+
+
+FULL = Config()
+
+QUICK = Config(
+    enqueue_seconds=0.6,
+    enqueue_rounds=2,
+    drain_jobs=2_000,
+    latency_jobs=50,
+    backlog_due=2_000,
+    backlog_small=2_000,
+    backlog_large=50_000,
+    backlog_rounds=2,
+    soak_seconds=10.0,
+)

@@ -1,0 +1,125 @@
+"""Scenario 2: drain a full queue with one worker process, then two.
+
+The jobs are enqueued first (setup, not measured). The worker processes then
+run a no-op handler that notes each job in its process's ledger (a list append,
+written out when the process stops). The rate is taken from those notes: jobs
+started between the first and the last handler start, so process start-up and
+the harness's polling are not counted, for either side.
+
+Exactly once: every job number appears in the ledgers once and only once; for
+pyqueue every job is also completed with attempt = 1, for the baseline the
+table is empty (its finish deletes the batch).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from benchmarks import raw
+from benchmarks.config import QUEUE, Config
+from benchmarks.database import BenchDatabase
+from benchmarks.procs import running, wait_until
+from benchmarks.report import Row, Target
+from benchmarks.workerproc import Note
+
+CHUNK = 1000
+
+PENDING = {
+    "pyqueue": "SELECT EXISTS (SELECT 1 FROM pyqueue.jobs WHERE status IN ('pending', 'running'))",
+    "raw": "SELECT EXISTS (SELECT 1 FROM bench_raw.jobs)",
+}
+
+
+def fill(db: BenchDatabase, kind: str, jobs: int) -> None:
+    """Enqueue jobs numbered 0 .. jobs-1 in batches, then settle the tables."""
+    with db.connect() as conn:
+        for first in range(0, jobs, CHUNK):
+            payloads = [{"n": n} for n in range(first, min(first + CHUNK, jobs))]
+            if kind == "pyqueue":
+                conn.execute(
+                    "SELECT count(*) FROM pyqueue.enqueue_batch(%s, %s::jsonb[])",
+                    [QUEUE, [Jsonb(p) for p in payloads]],
+                )
+            else:
+                raw.enqueue_many(conn, QUEUE, payloads)
+        db.settle(conn)
+
+
+def check_exactly_once(notes: list[Note], jobs: int, kind: str) -> None:
+    counts = Counter(n for n, _, _ in notes)
+    twice = [n for n, c in counts.items() if c > 1]
+    missing = [n for n in range(jobs) if n not in counts]
+    if twice or missing or len(counts) != jobs:
+        raise AssertionError(
+            f"{kind}: {len(twice)} jobs ran more than once (e.g. {twice[:5]}), "
+            f"{len(missing)} never ran (e.g. {missing[:5]})"
+        )
+
+
+def check_database(db: BenchDatabase, kind: str, jobs: int) -> None:
+    with db.connect() as conn:
+        if kind == "pyqueue":
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND attempt = 1)"
+                " FROM pyqueue.jobs"
+            ).fetchone()
+            assert row is not None
+            if tuple(row) != (jobs, jobs):
+                raise AssertionError(
+                    f"pyqueue: {row[1]} of {row[0]} jobs completed on the first attempt, "
+                    f"expected all {jobs}"
+                )
+        else:
+            left = conn.execute("SELECT count(*) FROM bench_raw.jobs").fetchone()
+            assert left is not None
+            if left[0] != 0:
+                raise AssertionError(f"raw: {left[0]} jobs left in the table")
+
+
+def rate_of(notes: list[Note]) -> float:
+    starts = sorted(start for _, start, _ in notes)
+    return (len(starts) - 1) / (starts[-1] - starts[0])
+
+
+def drain_once(db: BenchDatabase, config: Config, kind: str, processes: int) -> float:
+    db.reset()
+    fill(db, kind, config.drain_jobs)
+    with db.connect() as conn, running(kind, db.dsn, config, processes) as procs:
+        wait_until(
+            lambda: not conn.execute(PENDING[kind]).fetchone()[0],  # type: ignore[index]
+            timeout=60 + config.drain_jobs / 200,
+            what=f"{kind} to drain {config.drain_jobs} jobs",
+            alive=procs.check_alive,
+        )
+        procs.stop()
+        notes = procs.notes()
+    check_exactly_once(notes, config.drain_jobs, kind)
+    check_database(db, kind, config.drain_jobs)
+    return rate_of(notes)
+
+
+def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
+    rows = []
+    details: dict[str, Any] = {}
+    for n, processes in enumerate(config.drain_processes):
+        order = ["pyqueue", "raw"] if n % 2 == 0 else ["raw", "pyqueue"]
+        rates = {kind: drain_once(db, config, kind, processes) for kind in order}
+        plural = "process" if processes == 1 else "processes"
+        rows.append(
+            Row(
+                f"2. drain {config.drain_jobs:,} jobs, {processes} worker {plural}",
+                "jobs/s",
+                rates["pyqueue"],
+                rates["raw"],
+                Target("ratio", at_least=0.7) if processes == 1 else None,
+                "each job checked to have run exactly once" if n == 0 else "",
+            )
+        )
+        details[f"drain_rate_{processes}_processes"] = rates
+        if processes == 1:
+            details["drain_rate_one_process"] = rates["pyqueue"]
+    db.reset()
+    return rows, details
