@@ -550,3 +550,34 @@ def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, 
     jobs = [queue.get_job(j) for j in ids]
     assert ran == []
     assert [(j.status, j.attempt) for j in jobs] == [("pending", 0)] * 3
+
+
+def test_a_stop_during_an_outage_does_not_wait_for_the_database(dsn, db, queue, caplog):
+    caplog.set_level(logging.DEBUG, logger="pyqueue.worker")
+    worker = Worker(grace_period=1, **FAST)
+    inside = threading.Event()
+    release = threading.Event()
+
+    @worker.handler("q")
+    def handle(payload, job):
+        inside.set()
+        assert release.wait(10)
+        return "done while the database was away"
+
+    name = db.info.dbname
+    job_id = queue.enqueue("q", {})
+    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
+        try:
+            with running(worker, dsn):
+                assert inside.wait(15)
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                db.execute(TERMINATE_OTHERS)
+                release.set()  # its result now waits for the database, retried with backoff
+                wait_until(lambda: "cannot connect" in caplog.text, what="failed reconnects")
+                stopped = time.monotonic()
+            took = time.monotonic() - stopped
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert took < 10, f"stop took {took:.1f} s"
+    assert f"could not store the outcomes of jobs [{job_id}]" in caplog.text
+    assert status(db, job_id) == "running"  # its lease expires, and it runs again

@@ -97,10 +97,14 @@ class Reconnecting:
     async def connect(self, stopping: asyncio.Event | None = None) -> psycopg.AsyncConnection[Any]:
         """The open connection, opening one first (retrying with backoff) if needed.
 
-        Raises Stopping if `stopping` is set while no connection can be had.
+        Raises Stopping if `stopping` is set while no connection can be had. The
+        lock is held for one attempt only, not across the waits between
+        attempts, so a caller with `stopping` is never stuck behind one without.
         """
-        async with self._connecting:
-            while self._conn is None or self._conn.closed:
+        while True:
+            async with self._connecting:
+                if self._conn is not None and not self._conn.closed:
+                    return self._conn
                 if stopping is not None and stopping.is_set():
                     raise Stopping
                 try:
@@ -122,17 +126,17 @@ class Reconnecting:
                         _first_line(error),
                         delay,
                     )
-                    await sleep_unless(stopping, delay)
-                    continue
-                if self._down_since is not None:
-                    logger.warning(
-                        "%s: connected again after %.1f s",
-                        self.name,
-                        time.monotonic() - self._down_since,
-                    )
-                    self._down_since = None
-                self._backoff.reset()
-            return self._conn
+                else:
+                    if self._down_since is not None:
+                        logger.warning(
+                            "%s: connected again after %.1f s",
+                            self.name,
+                            time.monotonic() - self._down_since,
+                        )
+                        self._down_since = None
+                    self._backoff.reset()
+                    return self._conn
+            await sleep_unless(stopping, delay)
 
     def _note_down(self, error: BaseException) -> None:
         if self._down_since is None:

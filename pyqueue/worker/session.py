@@ -170,7 +170,7 @@ class Session:
             logger.warning(
                 "could not release jobs %s (%s): they run again when their lease expires",
                 ids,
-                error or "timeout",
+                str(error) or "timeout",
             )
 
     async def _wait_any(self, *events: asyncio.Event, timeout: float | None = None) -> None:
@@ -227,12 +227,14 @@ class Session:
     async def _run_handler(self, held: Held, handler: Handler) -> None:
         try:
             outcome = await self._outcome_of(held, handler)
-            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
         finally:
             self.running -= 1
             self.slot_free.set()
         held.finished = True
-        self.results.put_nowait(outcome)
+        try:  # the last progress report first, so that it is not lost after completion
+            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
+        finally:
+            self.results.put_nowait(outcome)
 
     async def _outcome_of(self, held: Held, handler: Handler) -> Outcome:
         payload, context = held.job.payload, held.context
