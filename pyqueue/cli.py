@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -160,6 +161,9 @@ def worker(
         batch_size=batch_size,
         poll_interval=poll_interval,
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     found.run(ctx.database(migrate=apply_migrations).url)
 

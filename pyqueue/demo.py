@@ -9,6 +9,8 @@ ends with the status table and the dead letters.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 import uuid
@@ -93,7 +95,7 @@ def progress_line(job: Job) -> str:
 
 def show_progress(queue: Queue, ids: Sequence[int], timeout: float) -> None:
     """Redraw one line per job until all have finished (or `timeout` seconds)."""
-    interactive = click.get_text_stream("stdout").isatty()
+    interactive = sys.stdout.isatty()
     deadline = time.monotonic() + timeout
     shown: list[str] = []
     while True:
@@ -115,6 +117,9 @@ def show_progress(queue: Queue, ids: Sequence[int], timeout: float) -> None:
 
 
 def run_demo(url: str, print_status: Callable[[], None], print_dead: Callable[[], None]) -> None:
+    # The live display already tells each failure and retry: keep the worker's
+    # warnings from breaking its lines.
+    logging.getLogger("pyqueue.worker").setLevel(logging.ERROR)
     worker = build_worker()
     thread = threading.Thread(
         target=worker.run, args=(url,), kwargs={"install_signal_handlers": False}, daemon=True
