@@ -138,6 +138,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    @property
+    def ready(self) -> bool:
+        """Whether it has started working (and so acts on SIGTERM as a worker)."""
+        return " started: queues " in self.log.read_text(errors="replace")
+
     def tail(self, lines: int = 25) -> str:
         text = self.log.read_text(errors="replace").splitlines()[-lines:]
         return f"--- worker {self.pid} ({self.log.name}) ---\n" + "\n".join(text)
@@ -178,8 +183,17 @@ class Fleet:
         dead = [w for w in self.started if not w.alive and w.process.returncode != -signal.SIGKILL]
         assert not dead, "worker(s) exited by themselves:\n" + "\n".join(w.tail() for w in dead)
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every running worker has started working (Python takes a while to start)."""
+        deadline = time.monotonic() + timeout
+        while not all(w.ready for w in self.running):
+            assert time.monotonic() < deadline, "workers did not start\n" + self.log_tails()
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM every running worker; each must exit 0 within `timeout`."""
+        # A worker still importing would die of SIGTERM's default action.
+        self.wait_ready()
         running = self.running
         for w in running:
             w.process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
@@ -230,10 +244,10 @@ class Tally:
         )
         dead = scalar("SELECT count(*) FROM pyqueue.dead_jobs WHERE id = ANY(%s)", [failing_ids])
         misplaced = [
-            f"job {i}: {status}"
-            for i, status in conn.execute(
+            f"job {i}: {status} after {attempt} attempt(s): {error}"
+            for i, status, attempt, error in conn.execute(
                 """
-                SELECT x.id, coalesce(a.status, 'missing')
+                SELECT x.id, coalesce(a.status, 'missing'), a.attempt, left(a.error, 200)
                 FROM unnest(%s::bigint[], %s::text[]) AS x(id, expected)
                 LEFT JOIN pyqueue.all_jobs a ON a.id = x.id
                 WHERE a.status IS DISTINCT FROM x.expected
