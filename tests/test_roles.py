@@ -12,6 +12,7 @@ of its own and drops them afterwards.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -339,3 +340,38 @@ def test_monitor_reads_every_view(db, logins):
         stats = conn.execute("SELECT queue, running FROM pyqueue.queue_stats").fetchall()
         assert stats == [("emails", 1)]
         assert len(conn.execute("SELECT * FROM pyqueue.running_jobs").fetchall()) == 1
+
+
+def test_the_python_worker_runs_as_the_worker_role(db, logins):
+    # The whole runner (schema check, LISTEN, claim, heartbeat, recovery,
+    # complete, fail) needs nothing beyond pyqueue_worker; the client nothing
+    # beyond pyqueue_producer to enqueue and wait.
+    worker = pyqueue.Worker(poll_interval=0.05, lease=3.0)
+
+    @worker.handler("roles")
+    def handle(payload, job):
+        if payload.get("fail"):
+            raise RuntimeError("refused on purpose")
+        return {"doubled": payload["n"] * 2}
+
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(logins["pyqueue_worker"], install_signal_handlers=False)
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=run, name="roles-worker")
+    thread.start()
+    try:
+        with pyqueue.Queue(logins["pyqueue_producer"]) as q:
+            good = q.enqueue("roles", {"n": 21})
+            bad = q.enqueue("roles", {"fail": True}, max_attempts=1)
+            done, dead = q.wait(good, timeout=30), q.wait(bad, timeout=30)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not failures, failures
+    assert (done.status, done.result) == ("completed", {"doubled": 42})
+    assert (dead.status, dead.error) == ("dead", "refused on purpose")
