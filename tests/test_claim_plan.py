@@ -1,0 +1,123 @@
+"""The claim reads the partial index jobs_claim_idx, however many finished jobs there are.
+
+The claim statement is taken from the installed claim_batch function itself
+(pg_get_functiondef), so the test follows the SQL when it changes. It is
+explained twice: with the arguments written in (the custom plan a first call
+gets) and as a prepared statement forced to a generic plan (what PL/pgSQL may
+settle on after a few calls).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from helpers import claim, scalar
+
+COMPLETED = 100_000
+PENDING_LATER = 25_000
+DUE = 30
+
+
+def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, subplans and CTEs included."""
+    if isinstance(plan, dict):
+        if "Node Type" in plan:
+            yield plan
+        for value in plan.values():
+            yield from plan_nodes(value)
+    elif isinstance(plan, list):
+        for item in plan:
+            yield from plan_nodes(item)
+
+
+def claim_statement(db) -> str:
+    """The RETURN QUERY statement of pyqueue.claim_batch, with $1..$4 for its arguments."""
+    body = scalar(
+        db,
+        "SELECT pg_get_functiondef("
+        "'pyqueue.claim_batch(text[], text, integer, interval)'::regprocedure)",
+    )
+    found = re.search(r"RETURN QUERY\s+(.*?);\s*END;", body, re.DOTALL)
+    assert found, "claim_batch has no RETURN QUERY statement to explain"
+    statement = found.group(1)
+    for name, number in (("queues", 1), ("worker", 2), ("batch_size", 3), ("lease", 4)):
+        statement = statement.replace(f"claim_batch.{name}", f"${number}")
+    statement = statement.replace("unnest(queues)", "unnest($1)")
+    assert "claim_batch." not in statement
+    # The function's search_path: its statements name tables unqualified.
+    return statement
+
+
+def explain(db, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    found = scalar(db, f"EXPLAIN (FORMAT JSON) {query}", params)
+    return list(plan_nodes(found if not isinstance(found, str) else json.loads(found)))
+
+
+def assert_reads_the_claim_index(nodes: list[dict[str, Any]]) -> None:
+    on_jobs = [n for n in nodes if n.get("Relation Name") == "jobs"]
+    assert any(n.get("Index Name") == "jobs_claim_idx" for n in on_jobs), on_jobs
+    assert not any(n["Node Type"] == "Seq Scan" for n in on_jobs), on_jobs
+
+
+def fill_big_table(db) -> None:
+    """Many completed and not-yet-due jobs on other queues, a few due jobs on 'target'."""
+    db.execute(
+        f"""
+        INSERT INTO pyqueue.jobs (queue, status, payload, max_attempts, attempt,
+                                  created_at, started_at, finished_at, run_at)
+        SELECT 'other-' || (n % 20), 'completed', '{{}}', 3, 1,
+               now() - interval '1 day', now() - interval '1 day', now() - (n || ' s')::interval,
+               now() - interval '1 day'
+        FROM generate_series(1, {COMPLETED}) AS n;
+        INSERT INTO pyqueue.jobs (queue, payload, max_attempts, run_at)
+        SELECT 'other-' || (n % 20), '{{}}', 3, now() + interval '1 day' + (n || ' s')::interval
+        FROM generate_series(1, {PENDING_LATER}) AS n;
+        INSERT INTO pyqueue.jobs (queue, payload, max_attempts, priority)
+        SELECT 'target', jsonb_build_object('n', n), 3, n % 3
+        FROM generate_series(1, {DUE}) AS n;
+        """
+    )
+    db.execute("ANALYZE pyqueue.jobs")
+
+
+def test_the_claim_reads_the_claim_index_over_a_big_table(db):
+    fill_big_table(db)
+    statement = claim_statement(db)
+    db.execute("SET search_path = pyqueue, pg_temp")
+
+    # As a first call plans it: the arguments written in.
+    written_in = statement
+    for value, literal in (
+        ("$1", "ARRAY['target', 'other-3']::text[]"),
+        ("$2", "'plan-test'"),
+        ("$3", "10"),
+        ("$4", "interval '30 seconds'"),
+    ):
+        written_in = written_in.replace(value, literal)
+    assert_reads_the_claim_index(explain(db, written_in))
+
+    # As PL/pgSQL may plan it after a few calls: one generic plan for any arguments.
+    db.execute(f"PREPARE claim_q(text[], text, integer, interval) AS {statement}")
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    assert_reads_the_claim_index(
+        explain(db, "EXECUTE claim_q(ARRAY['target'], 'plan-test', 10, '30 seconds')")
+    )
+    db.execute("RESET plan_cache_mode")
+
+    # Run for real (rolled back): every scan of jobs reads a handful of rows.
+    with db.transaction(force_rollback=True):
+        analyzed = scalar(db, f"EXPLAIN (ANALYZE, FORMAT JSON) {written_in}")
+    scans = [
+        n
+        for n in plan_nodes(analyzed)
+        if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]
+    ]
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in scans)
+    assert scans and read <= 3 * DUE, scans
+
+    claimed = claim(db, ["target", "other-1"], batch_size=100)
+    assert sorted(c.payload["n"] for c in claimed) == list(range(1, DUE + 1))
+    assert claim(db, ["other-1", "other-2"], batch_size=100) == []

@@ -1,0 +1,191 @@
+"""Migrations: forward, again, back; the same schema as sql/; carried by the wheel."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import psql_conninfo, scalar, with_dbname
+
+import pyqueue
+from pyqueue.schema import check_version, installed_version
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_FILES = sorted((ROOT / "sql").glob("[0-9]*.sql"))
+MIGRATION_FILES = sorted((ROOT / "migrations").glob("*.sql"))
+
+
+@pytest.fixture
+def empty_database(dsn, db) -> Iterator[str]:
+    """The DSN of a new, empty database on the same server, dropped afterwards."""
+    name = f"pyqueue_schema_{uuid.uuid4().hex[:12]}"
+    db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_dbname(dsn, name)
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def catalog(conninfo: str) -> dict[str, list[tuple[object, ...]]]:
+    """What the pyqueue schema holds, read from the catalogs."""
+    queries = {
+        "functions": "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)"
+        " FROM pg_proc p WHERE p.pronamespace = 'pyqueue'::regnamespace ORDER BY 1",
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default"
+        " FROM information_schema.columns WHERE table_schema = 'pyqueue' ORDER BY 1, 2",
+        "indexes": "SELECT indexname, indexdef FROM pg_indexes"
+        " WHERE schemaname = 'pyqueue' ORDER BY 1",
+        "views": "SELECT viewname, definition FROM pg_views"
+        " WHERE schemaname = 'pyqueue' ORDER BY 1",
+        "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+        " FROM pg_constraint WHERE connamespace = 'pyqueue'::regnamespace ORDER BY 1, 2",
+        "grants": "SELECT routine_name, grantee, privilege_type"
+        " FROM information_schema.routine_privileges WHERE routine_schema = 'pyqueue'"
+        " UNION ALL SELECT table_name, grantee, privilege_type"
+        " FROM information_schema.table_privileges WHERE table_schema = 'pyqueue' ORDER BY 1, 2, 3",
+        "settings": "SELECT name, max_attempts, backoff_base, backoff_max, retention,"
+        " max_payload_bytes FROM pyqueue.queues ORDER BY 1",
+    }
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in queries.items()}
+
+
+def schema_dump(conninfo: str) -> str:
+    """pg_dump --schema-only of the pyqueue schema, without its per-run lines."""
+    dumped = subprocess.run(
+        ["pg_dump", "--schema-only", "--schema=pyqueue", "--dbname", psql_conninfo(conninfo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    # pg_dump >= 15.14 brackets the dump with \restrict <random key>.
+    lines = [line for line in dumped.splitlines() if not re.match(r"\\(un)?restrict ", line)]
+    return "\n".join(lines)
+
+
+def test_migrate_applies_once_and_rolls_back_to_nothing(empty_database):
+    assert pyqueue.migrate(empty_database) == 1
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert scalar(conn, "SELECT pyqueue.schema_version()") == pyqueue.SCHEMA_VERSION == 1
+        check_version(conn)
+        job_id = scalar(conn, "SELECT pyqueue.enqueue('q', '{}')")
+    before = catalog(empty_database)
+
+    # Again: nothing to apply, nothing changed, the data kept.
+    assert pyqueue.migrate(empty_database) == 0
+    assert catalog(empty_database) == before
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert scalar(conn, "SELECT id FROM pyqueue.jobs") == job_id
+
+    # Back: no pyqueue schema left; the client then says so clearly.
+    assert pyqueue.rollback_all(empty_database) == 1
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pyqueue'") == 0
+        assert installed_version(conn) is None
+        with pytest.raises(pyqueue.SchemaError, match="not installed"):
+            check_version(conn)
+    # The roles are shared by the cluster, and other test databases still use them:
+    # the rollback keeps them rather than failing.
+
+    # And forward again, from nothing.
+    assert pyqueue.migrate(empty_database) == 1
+    assert catalog(empty_database) == before
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(*) FROM pyqueue.jobs") == 0
+
+
+def test_a_schema_newer_than_the_client_is_refused(db):
+    db.execute(
+        "CREATE OR REPLACE FUNCTION pyqueue.schema_version() RETURNS integer"
+        " LANGUAGE sql IMMUTABLE AS 'SELECT 2'"
+    )
+    with pytest.raises(pyqueue.SchemaError, match="newer than this client's 1"):
+        check_version(db)
+
+
+def test_migrations_build_the_same_schema_as_the_sql_files(dsn, db, empty_database):
+    """The migration chain and a psql run of sql/[0-9]*.sql in order must not drift apart."""
+    for path in SQL_FILES:
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", psql_conninfo(empty_database)],
+            stdin=path.open(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{path.name}: {done.stderr}"
+    from_sql, from_migrations = schema_dump(empty_database), schema_dump(dsn)
+    assert "CREATE FUNCTION pyqueue.claim_batch" in from_migrations
+    assert from_sql == from_migrations
+    assert catalog(empty_database) == catalog(dsn)
+
+
+def test_the_first_migration_is_generated_from_the_sql_files():
+    """`make migration` was run after the last edit of sql/ (the cheap form of the drift test)."""
+    text = (ROOT / "migrations" / "0001.initial.sql").read_text()
+    for path in SQL_FILES:
+        assert f"-- ==== sql/{path.name}\n{path.read_text()}" in text, (
+            f"sql/{path.name} changed since migrations/0001.initial.sql was generated: "
+            "run `make migration`"
+        )
+
+
+def _build_wheel(out: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)]
+    if importlib.util.find_spec("hatchling") is not None:
+        command.insert(4, "--no-build-isolation")  # offline and fast
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("pyqueue-*.whl")
+    return wheel
+
+
+def test_the_wheel_carries_sql_and_migrations_and_migrates_from_anywhere(tmp_path, empty_database):
+    wheel = _build_wheel(tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for folder, files in (("sql", SQL_FILES), ("migrations", MIGRATION_FILES)):
+            for path in files:
+                member = f"pyqueue/_data/{folder}/{path.name}"
+                assert member in names, f"{member} missing from {wheel.name}"
+                assert archive.read(member) == path.read_bytes()
+        assert "pyqueue/_data/migrations/0001.initial.sql" in names
+        archive.extractall(tmp_path / "site")
+
+    # The unpacked wheel, imported from another directory, finds its own data
+    # and brings an empty database to the current schema.
+    script = (
+        "import sys, pyqueue, pyqueue.schema as s\n"
+        "print(pyqueue.__file__)\n"
+        "print(s.data_dir('migrations'))\n"
+        "print(pyqueue.migrate(sys.argv[1]))\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, empty_database],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    module, migrations, applied = done.stdout.split()
+    assert module.startswith(str(tmp_path / "site"))
+    assert migrations == str(tmp_path / "site" / "pyqueue" / "_data" / "migrations")
+    assert applied == "1"
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert scalar(conn, "SELECT pyqueue.schema_version()") == 1
