@@ -334,7 +334,9 @@ def test_report_progress_clamps_to_0_100_and_keeps_the_last_values(db):
         return ok, j["progress"], j["progress_message"]
 
     assert report(42, "halfway") == (True, 42, "halfway")
-    assert report(-5) == (True, 0, "halfway")
+    assert report(None, "a message alone") == (True, 42, "a message alone")
+    assert report(None) == (True, 42, "a message alone")
+    assert report(-5, "halfway") == (True, 0, "halfway")
     assert report(250, "done soon") == (True, 100, "done soon")
     assert report(None, "still going") == (True, 100, "still going")
     assert report(2147483647) == (True, 100, "still going")
