@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -552,3 +553,27 @@ def test_a_refused_enqueue_in_the_callers_transaction_spares_other_sessions(dsn,
     assert_queue_works(db)
     job_id = queue.enqueue("tx", json.loads('{"n": 2}'), run_at=datetime.now(UTC))
     assert queue.get_job(job_id).status == "pending"
+
+
+def test_a_storm_of_the_same_idempotency_key_makes_one_job(dsn, db):
+    # A client retrying in a loop from many sessions at once: the unique index
+    # decides, every caller gets the same id.
+    barrier = threading.Barrier(8)
+    ids: list[int] = []
+
+    def hammer() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            barrier.wait(10)
+            for _ in range(10):
+                row = conn.execute(
+                    "SELECT pyqueue.enqueue('keys', '{}', idempotency_key => 'order-1')"
+                ).fetchone()
+                ids.append(row[0])
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(ids) == 80 and len(set(ids)) == 1
+    assert db.execute("SELECT count(*) FROM pyqueue.jobs WHERE queue = 'keys'").fetchone() == (1,)
