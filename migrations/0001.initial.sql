@@ -300,7 +300,8 @@ CREATE FUNCTION pyqueue.backoff_delay(
 LANGUAGE sql IMMUTABLE
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT make_interval(secs => ceiling * (0.5 + greatest(0, least(1, jitter)) / 2))
+    -- (1 + j) / 2 rather than 0.5 + j / 2: halving a tiny j underflows (an error).
+    SELECT make_interval(secs => ceiling * (1 + greatest(0, least(1, jitter))) / 2)
     FROM (
         SELECT least(
             extract(epoch FROM base) * power(2::double precision, least(greatest(attempt, 1) - 1, 60)),
@@ -361,6 +362,24 @@ BEGIN
 END;
 $$;
 
+-- _check_key(name, key): an idempotency key is NULL (no key) or 1 to 1000
+-- bytes: the unique index cannot hold much more.
+CREATE FUNCTION pyqueue._check_key(name text, key text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF key = '' THEN
+        RAISE EXCEPTION 'pyqueue: % must not be empty (use NULL for no key)', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(key) > 1000 THEN
+        RAISE EXCEPTION 'pyqueue: % is % bytes, over the limit of 1000', name, octet_length(key)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END;
+$$;
+
 -- _check_payload(name, payload, max_bytes): a payload is not NULL and its
 -- stored size is within the queue's limit.
 CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
@@ -410,10 +429,7 @@ DECLARE
     opts   record;
     job_id bigint;
 BEGIN
-    IF idempotency_key = '' THEN
-        RAISE EXCEPTION 'pyqueue: idempotency_key must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM _check_key('idempotency_key', idempotency_key);
     opts := _job_defaults(enqueue.queue, enqueue.run_at, enqueue.delay, enqueue.priority,
                           enqueue.max_attempts, enqueue.backoff_base, enqueue.backoff_max);
     PERFORM _check_payload('payload', enqueue.payload, opts.max_payload_bytes);
@@ -483,10 +499,11 @@ BEGIN
             cardinality(idempotency_keys), cardinality(payloads)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF '' = ANY (idempotency_keys) THEN
-        RAISE EXCEPTION 'pyqueue: idempotency_keys must not contain an empty key'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- Find the first bad key in one pass, then let the check name it.
+    PERFORM _check_key(format('idempotency_keys[%s]', k.ord), k.key)
+    FROM unnest(idempotency_keys) WITH ORDINALITY AS k(key, ord)
+    WHERE k.key = '' OR octet_length(k.key) > 1000
+    LIMIT 1;
     opts := _job_defaults(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
                           enqueue_batch.priority, enqueue_batch.max_attempts,
                           enqueue_batch.backoff_base, enqueue_batch.backoff_max);
@@ -511,6 +528,9 @@ BEGIN
            opts.resolved_max_attempts, idempotency_keys[p.ord],
            enqueue_batch.backoff_base, enqueue_batch.backoff_max
     FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
+    -- Keys in one order for every batch: two batches holding the same keys in
+    -- different orders would otherwise each wait for the other's key (deadlock).
+    ORDER BY idempotency_keys[p.ord]
     ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
     PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
 
@@ -555,9 +575,9 @@ CREATE TYPE pyqueue.claimed_job AS (
 -- claim_batch(queues, worker, batch_size, lease) -> SETOF pyqueue.claimed_job
 -- Leases up to batch_size due pending jobs of the given queues to `worker` (a
 -- name for people to read) for `lease`: highest priority first, then earliest
--- run_at, then lowest id. Rows locked by concurrent claims are skipped, never
--- waited for, so two claims never return the same job. Each claimed job is
--- running, its attempt counted.
+-- run_at, then lowest id, and returns them in that order. Rows locked by
+-- concurrent claims are skipped, never waited for, so two claims never return
+-- the same job. Each claimed job is running, its attempt counted.
 --
 -- Recovery of expired leases is part of the claim: the first claimer to take a
 -- transaction-level advisory lock runs recover_expired() before claiming, and
@@ -617,19 +637,27 @@ BEGIN
         ) AS c
         ORDER BY c.priority DESC, c.run_at, c.id
         LIMIT claim_batch.batch_size
+    ),
+    claimed AS (
+        UPDATE jobs j
+        SET status       = 'running',
+            attempt      = j.attempt + 1,
+            lease_token  = gen_random_uuid(),
+            locked_until = now() + claim_batch.lease,
+            worker       = claim_batch.worker,
+            started_at   = now(),
+            progress     = NULL,
+            progress_message = NULL
+        FROM candidates
+        WHERE j.id = candidates.id
+        RETURNING j.id, j.queue, j.payload, j.attempt, j.max_attempts, j.lease_token,
+                  j.locked_until, j.priority, j.run_at
     )
-    UPDATE jobs j
-    SET status       = 'running',
-        attempt      = j.attempt + 1,
-        lease_token  = gen_random_uuid(),
-        locked_until = now() + claim_batch.lease,
-        worker       = claim_batch.worker,
-        started_at   = now(),
-        progress     = NULL,
-        progress_message = NULL
-    FROM candidates
-    WHERE j.id = candidates.id
-    RETURNING j.id, j.queue, j.payload, j.attempt, j.max_attempts, j.lease_token, j.locked_until;
+    -- UPDATE ... RETURNING follows no order: sort so that a worker running the
+    -- batch in order starts the most urgent job first.
+    SELECT c.id, c.queue, c.payload, c.attempt, c.max_attempts, c.lease_token, c.locked_until
+    FROM claimed c
+    ORDER BY c.priority DESC, c.run_at, c.id;
 END;
 $$;
 
@@ -880,7 +908,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
     UPDATE jobs
-    SET progress         = coalesce(greatest(0, least(100, report_progress.progress)), progress),
+    -- CASE, not coalesce(greatest(0, least(100, p)), ...): least() and greatest()
+    -- skip NULLs, so a NULL progress would be stored as 100.
+    SET progress         = CASE WHEN report_progress.progress IS NULL THEN progress
+                                ELSE greatest(0, least(100, report_progress.progress)) END,
         progress_message = coalesce(left(message, 1000), progress_message)
     WHERE id = job_id AND status = 'running' AND lease_token = report_progress.lease_token;
     RETURN FOUND;

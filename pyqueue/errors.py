@@ -43,6 +43,8 @@ def _classify(error: psycopg.Error) -> type[PyqueueError] | None:
         return JobNotFound
     if sqlstate == "55000":  # object_not_in_prerequisite_state
         return JobStateError
+    if sqlstate == "54000":  # program_limit_exceeded: pyqueue raises it for a payload too big
+        return InvalidPayload
     if sqlstate.startswith("22"):  # data exception: bad input of any kind
         return InvalidArgument
     return None

@@ -79,7 +79,8 @@ CREATE FUNCTION pyqueue.backoff_delay(
 LANGUAGE sql IMMUTABLE
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT make_interval(secs => ceiling * (0.5 + greatest(0, least(1, jitter)) / 2))
+    -- (1 + j) / 2 rather than 0.5 + j / 2: halving a tiny j underflows (an error).
+    SELECT make_interval(secs => ceiling * (1 + greatest(0, least(1, jitter))) / 2)
     FROM (
         SELECT least(
             extract(epoch FROM base) * power(2::double precision, least(greatest(attempt, 1) - 1, 60)),

@@ -49,6 +49,24 @@ BEGIN
 END;
 $$;
 
+-- _check_key(name, key): an idempotency key is NULL (no key) or 1 to 1000
+-- bytes: the unique index cannot hold much more.
+CREATE FUNCTION pyqueue._check_key(name text, key text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF key = '' THEN
+        RAISE EXCEPTION 'pyqueue: % must not be empty (use NULL for no key)', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(key) > 1000 THEN
+        RAISE EXCEPTION 'pyqueue: % is % bytes, over the limit of 1000', name, octet_length(key)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END;
+$$;
+
 -- _check_payload(name, payload, max_bytes): a payload is not NULL and its
 -- stored size is within the queue's limit.
 CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
@@ -98,10 +116,7 @@ DECLARE
     opts   record;
     job_id bigint;
 BEGIN
-    IF idempotency_key = '' THEN
-        RAISE EXCEPTION 'pyqueue: idempotency_key must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM _check_key('idempotency_key', idempotency_key);
     opts := _job_defaults(enqueue.queue, enqueue.run_at, enqueue.delay, enqueue.priority,
                           enqueue.max_attempts, enqueue.backoff_base, enqueue.backoff_max);
     PERFORM _check_payload('payload', enqueue.payload, opts.max_payload_bytes);
@@ -171,10 +186,11 @@ BEGIN
             cardinality(idempotency_keys), cardinality(payloads)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF '' = ANY (idempotency_keys) THEN
-        RAISE EXCEPTION 'pyqueue: idempotency_keys must not contain an empty key'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- Find the first bad key in one pass, then let the check name it.
+    PERFORM _check_key(format('idempotency_keys[%s]', k.ord), k.key)
+    FROM unnest(idempotency_keys) WITH ORDINALITY AS k(key, ord)
+    WHERE k.key = '' OR octet_length(k.key) > 1000
+    LIMIT 1;
     opts := _job_defaults(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
                           enqueue_batch.priority, enqueue_batch.max_attempts,
                           enqueue_batch.backoff_base, enqueue_batch.backoff_max);
@@ -199,6 +215,9 @@ BEGIN
            opts.resolved_max_attempts, idempotency_keys[p.ord],
            enqueue_batch.backoff_base, enqueue_batch.backoff_max
     FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
+    -- Keys in one order for every batch: two batches holding the same keys in
+    -- different orders would otherwise each wait for the other's key (deadlock).
+    ORDER BY idempotency_keys[p.ord]
     ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
     PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
 

@@ -16,9 +16,9 @@ CREATE TYPE pyqueue.claimed_job AS (
 -- claim_batch(queues, worker, batch_size, lease) -> SETOF pyqueue.claimed_job
 -- Leases up to batch_size due pending jobs of the given queues to `worker` (a
 -- name for people to read) for `lease`: highest priority first, then earliest
--- run_at, then lowest id. Rows locked by concurrent claims are skipped, never
--- waited for, so two claims never return the same job. Each claimed job is
--- running, its attempt counted.
+-- run_at, then lowest id, and returns them in that order. Rows locked by
+-- concurrent claims are skipped, never waited for, so two claims never return
+-- the same job. Each claimed job is running, its attempt counted.
 --
 -- Recovery of expired leases is part of the claim: the first claimer to take a
 -- transaction-level advisory lock runs recover_expired() before claiming, and
@@ -78,19 +78,27 @@ BEGIN
         ) AS c
         ORDER BY c.priority DESC, c.run_at, c.id
         LIMIT claim_batch.batch_size
+    ),
+    claimed AS (
+        UPDATE jobs j
+        SET status       = 'running',
+            attempt      = j.attempt + 1,
+            lease_token  = gen_random_uuid(),
+            locked_until = now() + claim_batch.lease,
+            worker       = claim_batch.worker,
+            started_at   = now(),
+            progress     = NULL,
+            progress_message = NULL
+        FROM candidates
+        WHERE j.id = candidates.id
+        RETURNING j.id, j.queue, j.payload, j.attempt, j.max_attempts, j.lease_token,
+                  j.locked_until, j.priority, j.run_at
     )
-    UPDATE jobs j
-    SET status       = 'running',
-        attempt      = j.attempt + 1,
-        lease_token  = gen_random_uuid(),
-        locked_until = now() + claim_batch.lease,
-        worker       = claim_batch.worker,
-        started_at   = now(),
-        progress     = NULL,
-        progress_message = NULL
-    FROM candidates
-    WHERE j.id = candidates.id
-    RETURNING j.id, j.queue, j.payload, j.attempt, j.max_attempts, j.lease_token, j.locked_until;
+    -- UPDATE ... RETURNING follows no order: sort so that a worker running the
+    -- batch in order starts the most urgent job first.
+    SELECT c.id, c.queue, c.payload, c.attempt, c.max_attempts, c.lease_token, c.locked_until
+    FROM claimed c
+    ORDER BY c.priority DESC, c.run_at, c.id;
 END;
 $$;
 

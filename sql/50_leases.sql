@@ -47,7 +47,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
     UPDATE jobs
-    SET progress         = coalesce(greatest(0, least(100, report_progress.progress)), progress),
+    -- CASE, not coalesce(greatest(0, least(100, p)), ...): least() and greatest()
+    -- skip NULLs, so a NULL progress would be stored as 100.
+    SET progress         = CASE WHEN report_progress.progress IS NULL THEN progress
+                                ELSE greatest(0, least(100, report_progress.progress)) END,
         progress_message = coalesce(left(message, 1000), progress_message)
     WHERE id = job_id AND status = 'running' AND lease_token = report_progress.lease_token;
     RETURN FOUND;
