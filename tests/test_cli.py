@@ -155,3 +155,19 @@ def test_unreachable_data_dir_is_explained(tmp_path):
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip
     assert_one_line_error(result, 1, "cannot reach")
+
+
+def test_demo_runs_every_job_to_its_end(dsn, queue):
+    result = run(dsn, "demo")
+    assert "dead letters:" in result.stdout
+    final = {(j.queue, j.status) for j in queue.list_jobs(limit=20)}
+    # The import, the e-mail (after two busy attempts) and the export complete;
+    # the webhook ends dead-lettered; the export enqueued twice ran once.
+    assert final == {
+        ("demo.csv_import", "completed"),
+        ("demo.email", "completed"),
+        ("demo.export", "completed"),
+        ("demo.webhook", "dead"),
+    }
+    assert len(queue.list_jobs(queue="demo.export")) == 1
+    assert queue.list_jobs(queue="demo.email")[0].attempt == 3
