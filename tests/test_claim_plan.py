@@ -2,9 +2,9 @@
 
 The claim statement is taken from the installed claim_batch function itself
 (pg_get_functiondef), so the test follows the SQL when it changes. It is
-explained twice: with the arguments written in (the custom plan a first call
-gets) and as a prepared statement forced to a generic plan (what PL/pgSQL may
-settle on after a few calls).
+explained with the arguments written in (the custom plan a first call gets),
+as a prepared statement forced to a generic plan (what PL/pgSQL may settle on
+after a few calls), and run once under EXPLAIN ANALYZE to count the rows read.
 """
 
 from __future__ import annotations

@@ -369,6 +369,12 @@ BAD_CALLS = [
         "idempotency_key must not be empty",
     ),
     (
+        "long key",
+        lambda q: q.enqueue("q", {}, idempotency_key="k" * 1001),
+        InvalidArgument,
+        "idempotency_key is 1001 bytes, over the limit of 1000",
+    ),
+    (
         "keys length",
         lambda q: q.enqueue_many("q", [1, 2], idempotency_keys=["a"]),
         InvalidArgument,

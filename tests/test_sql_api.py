@@ -748,6 +748,13 @@ BAD_INPUT = [
         "idempotency_key must not be empty",
     ),
     (
+        "long key",
+        "SELECT pyqueue.enqueue('q', '{}', idempotency_key => %s)",
+        ["é" * 501],
+        "22023",
+        "idempotency_key is 1002 bytes, over the limit of 1000",
+    ),
+    (
         "batch NULL",
         "SELECT pyqueue.enqueue_batch('q', NULL)",
         None,
@@ -778,10 +785,18 @@ BAD_INPUT = [
     ),
     (
         "batch empty key",
-        "SELECT pyqueue.enqueue_batch('q', ARRAY['{}']::jsonb[], idempotency_keys => ARRAY[''])",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['1', '2']::jsonb[],"
+        " idempotency_keys => ARRAY['a', ''])",
         None,
         "22023",
-        "must not contain an empty key",
+        "idempotency_keys[2] must not be empty",
+    ),
+    (
+        "batch long key",
+        "SELECT pyqueue.enqueue_batch('q', ARRAY['1']::jsonb[], idempotency_keys => ARRAY[%s])",
+        ["k" * 1001],
+        "22023",
+        "idempotency_keys[1] is 1001 bytes, over the limit of 1000",
     ),
     (
         "batch bad queue",
