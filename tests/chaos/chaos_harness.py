@@ -11,6 +11,8 @@ does its damage, waits until nothing is pending or running, and ends with
   that sets status 'completed', and each job has exactly one;
 - every completion belongs to a run that really finished: the handler wrote
   its 'end' row for that job and attempt;
+- every job designed to succeed left its effect in chaos_effects (once: the
+  handler writes it idempotently, as docs/guarantees.md advises);
 - runs beyond the first, counted from the handlers' 'start' rows, are
   reported and allowed only where the scenario says a crash forced them.
 """
@@ -31,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from tests.chaos.chaos_worker import LEDGER_DDL, QUEUE
+from tests.chaos.chaos_worker import EFFECTS_DDL, LEDGER_DDL, QUEUE
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_APP = "pyqueue-chaos-worker"  # application_name of every worker connection
@@ -69,6 +71,7 @@ def harness_connect(dsn: str) -> psycopg.Connection[Any]:
 def prepare(conn: psycopg.Connection[Any]) -> None:
     """Ledger, completion audit, and a queue whose retries come quickly."""
     conn.execute(LEDGER_DDL)
+    conn.execute(EFFECTS_DDL)
     conn.execute(AUDIT_DDL)
     conn.execute(
         "SELECT pyqueue.configure_queue(%s, backoff_base => '50 ms', backoff_max => '200 ms')",
@@ -226,6 +229,7 @@ class Tally:
     reran: int  # jobs (not designed to fail) whose handler started more than once
     completed_twice: int  # jobs with more than one update to 'completed'
     completed_without_end: int  # completions with no finished run of that attempt
+    missing_effects: int  # jobs designed to succeed with no effect row
     lost: int  # neither completed nor (if designed to fail) dead-lettered
     misplaced: list[str]  # what went wrong with the lost jobs, for the message
 
@@ -283,6 +287,7 @@ class Tally:
             """,
             [],
         )
+        effects = scalar("SELECT count(*) FROM chaos_effects WHERE job_id = ANY(%s)", [normal_ids])
         return cls(
             enqueued=len(normal_ids) + len(failing_ids),
             completed=completed,
@@ -290,6 +295,7 @@ class Tally:
             reran=reran,
             completed_twice=completed_twice,
             completed_without_end=completed_without_end,
+            missing_effects=len(normal_ids) - effects,
             lost=len(misplaced),
             misplaced=misplaced,
         )
@@ -308,5 +314,6 @@ class Tally:
         assert self.completed_without_end == 0, (
             f"{self.completed_without_end} completion(s) of a run that never finished"
         )
+        assert self.missing_effects == 0, f"{self.missing_effects} job(s) left no effect"
         if not reruns_allowed:
             assert self.reran == 0, f"{self.reran} job(s) ran more than once without a crash"

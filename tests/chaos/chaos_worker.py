@@ -2,7 +2,8 @@
 
 Its handler writes a 'start' and an 'end' row into the table chaos_ledger of
 the test database for every run, on its own connection, so the chaos tests
-count real executions rather than trust job states. Environment:
+count real executions rather than trust job states; between the two it does
+its "work": a sleep, then one row in chaos_effects, written idempotently. Environment:
 
     PYQUEUE_CHAOS_DSN        the database of the ledger (the queue's own)
     PYQUEUE_CHAOS_LEASE      the lease in seconds (the CLI has no option for it)
@@ -37,6 +38,15 @@ CREATE TABLE chaos_ledger (
     UNIQUE (job_id, attempt, pid, event)
 )
 """
+# The handler's effect, written the idempotent way (docs/guarantees.md): keyed
+# by the job, so that a second run of the same job changes nothing.
+EFFECTS_DDL = """
+CREATE TABLE chaos_effects (
+    job_id  bigint  PRIMARY KEY,
+    attempt integer NOT NULL,
+    pid     integer NOT NULL
+)
+"""
 # How long a ledger write keeps trying through a restart or a terminate storm.
 WRITE_PATIENCE_SECONDS = 60.0
 
@@ -48,8 +58,8 @@ worker = Worker(
 _local = threading.local()
 
 
-def record(job: JobContext, event: str) -> None:
-    """One ledger row for this run, written however often the connection breaks."""
+def write(statement: str, params: list[Any]) -> None:
+    """Run one idempotent statement on this thread's connection, however often it breaks."""
     deadline = time.monotonic() + WRITE_PATIENCE_SECONDS
     while True:
         try:
@@ -58,11 +68,7 @@ def record(job: JobContext, event: str) -> None:
                 conn = _local.conn = psycopg.connect(
                     os.environ["PYQUEUE_CHAOS_DSN"], autocommit=True, connect_timeout=5
                 )
-            conn.execute(
-                "INSERT INTO chaos_ledger (job_id, attempt, pid, event) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                [job.id, job.attempt, os.getpid(), event],
-            )
+            conn.execute(statement, params)
             return
         except psycopg.OperationalError:
             _local.conn = None
@@ -71,11 +77,25 @@ def record(job: JobContext, event: str) -> None:
             time.sleep(0.1)
 
 
+def record(job: JobContext, event: str) -> None:
+    """One ledger row for this run: 'start' or 'end'."""
+    write(
+        "INSERT INTO chaos_ledger (job_id, attempt, pid, event) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        [job.id, job.attempt, os.getpid(), event],
+    )
+
+
 @worker.handler(QUEUE)
 def run(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
     record(job, "start")
     if payload.get("fail"):
         raise RuntimeError(f"job {job.id} is designed to fail")
     time.sleep(float(payload.get("seconds", 0)))
+    write(
+        "INSERT INTO chaos_effects (job_id, attempt, pid) VALUES (%s, %s, %s)"
+        " ON CONFLICT (job_id) DO NOTHING",
+        [job.id, job.attempt, os.getpid()],
+    )
     record(job, "end")
     return {"pid": os.getpid(), "attempt": job.attempt}

@@ -277,38 +277,60 @@ def test_a_hung_worker_without_heartbeat_is_recovered(chaos_db, dsn, fleets, cha
     held = busy[hung.pid]
     stopped_at = time.monotonic()
     try:
-        # Every job it held must start again elsewhere once its lease expires.
-        rerun_elsewhere = 0
+        # Its leases run out and the jobs are taken from it (recovered to
+        # pending, maybe claimed again already), with no help from it.
         while time.monotonic() < deadline:
             row = chaos_db.execute(
-                "SELECT count(DISTINCT job_id) FROM chaos_ledger"
-                " WHERE event = 'start' AND pid <> %s AND job_id = ANY(%s)",
-                [hung.pid, held],
+                "SELECT count(*) FROM pyqueue.jobs WHERE id = ANY(%s)"
+                " AND status = 'running' AND worker LIKE %s",
+                [held, f"%:{hung.pid}:%"],
             ).fetchone()
-            rerun_elsewhere = row[0] if row else 0
-            if rerun_elsewhere == len(held):
+            if row == (0,):
                 break
             time.sleep(0.1)
-        frozen_for = time.monotonic() - stopped_at
+        recovered_after = time.monotonic() - stopped_at
     finally:
         hung.process.send_signal(signal.SIGCONT)
     wait_drained(chaos_db, DRAIN_SECONDS, fleet)
     fleet.assert_all_alive()
     fleet.stop()
-    finishers = dict(
+    # The frozen runs, the later runs of the same jobs, and the completions.
+    frozen = dict(
         chaos_db.execute(
-            "SELECT job_id, worker FROM chaos_completions WHERE job_id = ANY(%s)", [held]
+            "SELECT job_id, min(attempt) FROM chaos_ledger WHERE pid = %s AND job_id = ANY(%s)"
+            " GROUP BY job_id",
+            [hung.pid, held],
         ).fetchall()
     )
+    later = dict(
+        chaos_db.execute(
+            "SELECT job_id, max(attempt) FROM chaos_ledger WHERE event = 'start'"
+            " AND job_id = ANY(%s) GROUP BY job_id",
+            [held],
+        ).fetchall()
+    )
+    completed_by = dict(
+        chaos_db.execute(
+            "SELECT job_id, attempt FROM chaos_completions WHERE job_id = ANY(%s)", [held]
+        ).fetchall()
+    )
+    rerun_elsewhere = sum(1 for j in held if later[j] > frozen[j])
     tally = Tally.of(chaos_db, normal, [])
     chaos_summary(
         tally.line(
             "worker frozen by SIGSTOP",
-            f"it held {len(held)} jobs, {rerun_elsewhere} re-run elsewhere after "
-            f"{frozen_for:.1f} s under a {lease:g} s lease; {time.monotonic() - started:.1f} s",
+            f"it held {len(held)} jobs, taken from it {recovered_after:.1f} s after it froze "
+            f"under a {lease:g} s lease, {rerun_elsewhere} run again; "
+            f"{time.monotonic() - started:.1f} s",
         )
     )
-    assert rerun_elsewhere == len(held), "the frozen worker's jobs were not recovered"
-    # Woken up, the frozen worker finished its stale runs: fencing refused them.
-    assert all(f":{hung.pid}:" not in (worker or "") for worker in finishers.values()), finishers
+    assert rerun_elsewhere == len(held), "the frozen worker's jobs did not run again"
+    # Woken up, the frozen worker finished its stale runs: fencing refused them,
+    # and each job was completed by a later run.
+    stale = {
+        j: (frozen[j], completed_by.get(j)) for j in held if completed_by.get(j, 0) <= frozen[j]
+    }
+    assert not stale, (
+        f"completed by the frozen run (job: frozen attempt, completed attempt): {stale}"
+    )
     tally.check(reruns_allowed=True)
