@@ -44,7 +44,26 @@ def to_json(payload: Any, what: str = "payload") -> Jsonb:
         raise InvalidPayload(
             f"{what} contains \\u0000 (the NUL character), which PostgreSQL's jsonb cannot store"
         )
+    if "\\ud" in text and has_lone_surrogate(payload):
+        raise InvalidPayload(
+            f"{what} contains a lone surrogate (U+D800 to U+DFFF without its pair), which is "
+            "not Unicode text and PostgreSQL's jsonb cannot store"
+        )
     return Jsonb(payload, dumps=lambda _: text)
+
+
+def has_lone_surrogate(payload: Any) -> bool:
+    """Whether a string in the payload holds a surrogate code point outside a valid pair.
+
+    A pair (as UTF-16 sources give them) is fine: JSON's \\ud83d\\ude00 is one
+    character to PostgreSQL too.
+    """
+    raw = json.dumps(payload, ensure_ascii=False)
+    try:
+        raw.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 class Queue:
