@@ -19,6 +19,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 import pyqueue
 from pyqueue.localserver import temporary_server
@@ -99,6 +101,9 @@ def test_pg_terminate_backend_storm(chaos_db, dsn, fleets, chaos_summary):
     failing = enqueue(chaos_db, [], failing=max(2, N // 20), max_attempts=2)
     started = time.monotonic()
     fleet.start(3)
+    # The storm hits working workers; one still starting dies of it (see
+    # test_a_worker_started_while_the_database_is_unreachable_waits_for_it).
+    fleet.wait_ready()
     rng = random.Random(4)
     terminated = rounds = 0
     while unfinished(chaos_db) > 0 and time.monotonic() - started < DRAIN_SECONDS / 2:
@@ -125,6 +130,35 @@ def test_pg_terminate_backend_storm(chaos_db, dsn, fleets, chaos_summary):
     # No worker died and every lease (10 s) was renewable: nothing forces a re-run.
     tally.check(reruns_allowed=False)
     assert terminated >= 10, "the storm terminated almost nothing"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reported: Worker.run checks the schema on a plain connection before its "
+    "reconnecting loop starts, so a worker started while the database refuses connections "
+    "(or whose first session is terminated) exits 1 at once instead of waiting for it",
+)
+def test_a_worker_started_while_the_database_is_unreachable_waits_for_it(chaos_db, dsn, fleets):
+    name = chaos_db.info.dbname
+    with harness_connect(make_conninfo(dsn, dbname="postgres")) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        try:
+            fleet = fleets(dsn, lease=10.0)
+            [worker] = fleet.start(1)
+            time.sleep(3)
+        finally:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)
+                )
+            )
+    normal = enqueue(chaos_db, [0.01] * 10)
+    assert worker.alive, f"the worker gave up while the database was away\n{worker.tail()}"
+    wait_drained(chaos_db, 60, fleet)
+    fleet.stop()
+    Tally.of(chaos_db, normal, []).check(reruns_allowed=False)
 
 
 def free_port() -> int:
