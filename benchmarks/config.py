@@ -32,7 +32,7 @@ class Config:
     # 5. soak
     soak_seconds: float = 300.0
     soak_rate: float | None = None  # jobs/s; None: a share of the measured drain rate
-    soak_rate_share: float = 0.5
+    soak_rate_share: float = 0.3
     soak_window: float = 60.0  # "first minute" / "last minute"
 
     @property

@@ -121,7 +121,9 @@ BEGIN
         locked_until = NULL,
         run_at       = now()
     FROM unnest(job_ids, lease_tokens) AS h(id, token)
-    WHERE j.id = h.id AND j.status = 'running' AND j.lease_token = h.token
+    -- A matching token means running (the table's CHECK); see complete_batch
+    -- for why status is not tested here.
+    WHERE j.id = h.id AND j.lease_token = h.token
     RETURNING j.id;
     PERFORM pg_notify('pyqueue_jobs', queue)
     FROM (SELECT DISTINCT queue FROM jobs WHERE id = ANY (job_ids) AND status = 'pending') AS q;

@@ -2,14 +2,17 @@
 -- 'pyqueue_finished' (payload: job ids, comma-separated) so that waiters wake.
 
 -- _notify_finished(job_ids): one NOTIFY per chunk of ids, each well under the
--- 8000-byte payload limit.
+-- 8000-byte payload limit. PL/pgSQL, not SQL, so that its plan is kept: a SQL
+-- function with a SET clause is planned again on every call.
 CREATE FUNCTION pyqueue._notify_finished(job_ids bigint[]) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT pg_notify('pyqueue_finished', string_agg(id::text, ','))
+BEGIN
+    PERFORM pg_notify('pyqueue_finished', string_agg(id::text, ','))
     FROM unnest(job_ids) WITH ORDINALITY AS f(id, ord)
     GROUP BY (ord - 1) / 400;
+END;
 $$;
 
 -- complete(job_id, lease_token, result) -> boolean
@@ -63,6 +66,11 @@ BEGIN
             cardinality(results), cardinality(job_ids)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- No "status = 'running'" here: a matching lease token already means
+    -- running (the table's CHECK), and that condition would let the planner
+    -- drive the join from jobs_lease_idx, rescanning the arrays once per
+    -- running job (quadratic in the batch). Without it, each pair is one
+    -- primary-key lookup.
     WITH finished AS (
         UPDATE jobs j
         SET status       = 'completed',
@@ -71,7 +79,7 @@ BEGIN
             lease_token  = NULL,
             locked_until = NULL
         FROM unnest(job_ids, lease_tokens) WITH ORDINALITY AS d(id, token, ord)
-        WHERE j.id = d.id AND j.status = 'running' AND j.lease_token = d.token
+        WHERE j.id = d.id AND j.lease_token = d.token
         RETURNING j.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO done FROM finished;

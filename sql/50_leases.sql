@@ -24,7 +24,9 @@ BEGIN
     UPDATE jobs j
     SET locked_until = now() + lease
     FROM unnest(job_ids, lease_tokens) AS h(id, token)
-    WHERE j.id = h.id AND j.status = 'running' AND j.lease_token = h.token
+    -- A matching token means running (the table's CHECK); see complete_batch
+    -- for why status is not tested here.
+    WHERE j.id = h.id AND j.lease_token = h.token
     RETURNING j.id;
 END;
 $$;
@@ -83,6 +85,10 @@ BEGIN
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
     ) AS expired;
+    -- The usual case, on every claim: nothing expired, nothing more to do.
+    IF cardinality(retry_ids) + cardinality(dead_ids) = 0 THEN
+        RETURN 0;
+    END IF;
 
     UPDATE jobs
     SET status       = 'pending',
