@@ -18,7 +18,7 @@ import psycopg
 
 from pyqueue import schema
 from pyqueue.errors import InvalidArgument
-from pyqueue.worker.connection import with_defaults
+from pyqueue.worker.connection import Backoff, sleep_unless, with_defaults
 from pyqueue.worker.session import Handler, Session, Settings
 
 logger = logging.getLogger("pyqueue.worker")
@@ -56,6 +56,31 @@ def _queue_names(value: Sequence[str] | None) -> list[str] | None:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise InvalidArgument(f"queues must be a non-empty list of queue names, got {value!r}")
     return names
+
+
+def check_schema(conninfo: str) -> None:
+    with psycopg.connect(with_defaults(conninfo)) as conn:
+        schema.check_version(conn)
+
+
+async def wait_for_schema(conninfo: str, stopping: asyncio.Event) -> bool:
+    """Check the schema before claiming anything, waiting out an unreachable database.
+
+    A worker started during an outage (or a restart of the database) waits for
+    it, with backoff, as it would mid-run; SchemaError (missing or newer schema)
+    is final. False when a stop was asked for while waiting.
+    """
+    backoff = Backoff()
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(check_schema, conninfo)
+            return True
+        except psycopg.OperationalError as error:
+            delay = backoff.next_delay()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            logger.warning("database unreachable (%s); trying again in %.1f s", reason, delay)
+            await sleep_unless(stopping, delay)
+    return False
 
 
 class Worker:
@@ -169,14 +194,13 @@ class Worker:
 
         The database is `conninfo`, else the constructor's, else $DATABASE_URL.
         Raises SchemaError, before claiming anything, when the pyqueue schema is
-        missing or of another version than this client's.
+        missing or of another version than this client's; a database that cannot
+        be reached yet is waited for, with backoff, until it can or a stop.
         """
         url = conninfo or self.conninfo or os.environ.get("DATABASE_URL")
         if not url:
             raise InvalidArgument("no database: pass conninfo or set DATABASE_URL")
         queues = self._work_queues()
-        with psycopg.connect(with_defaults(url)) as conn:
-            schema.check_version(conn)
         self.name = self._name or default_worker_name()
         signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
         try:
@@ -210,9 +234,13 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
         with self._lock:
             self._loop = loop
-        logger.info("worker %s started: queues %s, %s", self.name, ", ".join(queues), self.settings)
         try:
             self._act_on_stop_requests()  # stop() may have come before the loop existed
+            if not await wait_for_schema(conninfo, session.stopping):
+                return
+            logger.info(
+                "worker %s started: queues %s, %s", self.name, ", ".join(queues), self.settings
+            )
             await session.run()
         except asyncio.CancelledError:
             if self._stops < 2:

@@ -132,12 +132,6 @@ def test_pg_terminate_backend_storm(chaos_db, dsn, fleets, chaos_summary):
     assert terminated >= 10, "the storm terminated almost nothing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: Worker.run checks the schema on a plain connection before its "
-    "reconnecting loop starts, so a worker started while the database refuses connections "
-    "(or whose first session is terminated) exits 1 at once instead of waiting for it",
-)
 def test_a_worker_started_while_the_database_is_unreachable_waits_for_it(chaos_db, dsn, fleets):
     name = chaos_db.info.dbname
     with harness_connect(make_conninfo(dsn, dbname="postgres")) as admin:
@@ -184,7 +178,7 @@ def test_server_stopped_and_started_mid_run(fleets, chaos_summary):
         deadline = time.monotonic() + DRAIN_SECONDS
         while (done := N - unfinished(conn)) < N // 4 and time.monotonic() < deadline:
             time.sleep(0.1)
-        fleet.wait_ready()  # a worker still starting would exit (see the xfail above)
+        fleet.wait_ready()
         conn.close()
         server.stop()
         down_at = time.monotonic()
