@@ -22,7 +22,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from pyqueue.errors import InvalidPayload, translate_errors
+from pyqueue.errors import InvalidArgument, InvalidPayload, translate_errors
 from pyqueue.jobs import Job
 
 FINISHED_CHANNEL = "pyqueue_finished"
@@ -64,6 +64,19 @@ def has_lone_surrogate(payload: Any) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def sql_int(name: str, value: int | None, bits: int = 32) -> int | None:
+    """An int bound for an `integer` (or, bits=64, `bigint`) argument of the SQL API.
+
+    psycopg sends a larger int as bigint or numeric, and PostgreSQL would then
+    report a missing function overload instead of the argument at fault; the
+    range that matters is still checked in SQL.
+    """
+    limit = 2 ** (bits - 1)
+    if value is not None and not -limit <= value < limit:
+        raise InvalidArgument(f"{name} must fit a {bits}-bit integer, got {value}")
+    return value
 
 
 class Queue:
@@ -117,7 +130,15 @@ class Queue:
             row = c.execute(
                 "SELECT pyqueue.enqueue(%s, %s, run_at => %s, delay => %s, priority => %s,"
                 " max_attempts => %s, idempotency_key => %s)",
-                [queue, to_json(payload), run_at, delay, priority, max_attempts, idempotency_key],
+                [
+                    queue,
+                    to_json(payload),
+                    run_at,
+                    delay,
+                    sql_int("priority", priority),
+                    sql_int("max_attempts", max_attempts),
+                    idempotency_key,
+                ],
             ).fetchone()
         assert row is not None
         return int(row[0])
@@ -141,7 +162,15 @@ class Queue:
             rows = c.execute(
                 "SELECT * FROM pyqueue.enqueue_batch(%s, %s::jsonb[], run_at => %s, delay => %s,"
                 " priority => %s, max_attempts => %s, idempotency_keys => %s::text[])",
-                [queue, documents, run_at, delay, priority, max_attempts, keys],
+                [
+                    queue,
+                    documents,
+                    run_at,
+                    delay,
+                    sql_int("priority", priority),
+                    sql_int("max_attempts", max_attempts),
+                    keys,
+                ],
             ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -150,7 +179,7 @@ class Queue:
         with self._connection(conn) as c:
             job = (
                 c.cursor(row_factory=class_row(Job))
-                .execute("SELECT * FROM pyqueue.get_job(%s)", [job_id])
+                .execute("SELECT * FROM pyqueue.get_job(%s)", [sql_int("job_id", job_id, 64)])
                 .fetchone()
             )
         assert job is not None
@@ -163,7 +192,10 @@ class Queue:
         with self._connection(None) as c:
             return (
                 c.cursor(row_factory=class_row(Job))
-                .execute("SELECT * FROM pyqueue.list_jobs(%s, %s, %s)", [status, queue, limit])
+                .execute(
+                    "SELECT * FROM pyqueue.list_jobs(%s, %s, %s)",
+                    [status, queue, sql_int("limit", limit)],
+                )
                 .fetchall()
             )
 
@@ -174,14 +206,16 @@ class Queue:
     def retry_dead(self, job_id: int) -> int:
         """Replay a dead-lettered job as a new pending job; return the new id."""
         with self._connection(None) as c:
-            row = c.execute("SELECT pyqueue.retry_dead(%s)", [job_id]).fetchone()
+            row = c.execute(
+                "SELECT pyqueue.retry_dead(%s)", [sql_int("job_id", job_id, 64)]
+            ).fetchone()
         assert row is not None
         return int(row[0])
 
     def cancel(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> bool:
         """Cancel a pending or running job; False when it had already finished."""
         with self._connection(conn) as c:
-            row = c.execute("SELECT pyqueue.cancel(%s)", [job_id]).fetchone()
+            row = c.execute("SELECT pyqueue.cancel(%s)", [sql_int("job_id", job_id, 64)]).fetchone()
         assert row is not None
         return bool(row[0])
 
@@ -200,12 +234,20 @@ class Queue:
         backoff_base: timedelta | None = None,
         backoff_max: timedelta | None = None,
         retention: timedelta | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
-        """Set a queue's defaults ('*' for every queue without its own)."""
+        """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
         with self._connection(None) as c:
             c.execute(
-                "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s)",
-                [queue, max_attempts, backoff_base, backoff_max, retention],
+                "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s)",
+                [
+                    queue,
+                    sql_int("max_attempts", max_attempts),
+                    backoff_base,
+                    backoff_max,
+                    retention,
+                    sql_int("max_payload_bytes", max_payload_bytes),
+                ],
             )
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:

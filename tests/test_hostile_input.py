@@ -468,17 +468,12 @@ def test_absurd_arguments_through_sql(db):
 
 
 def test_integers_beyond_int4_write_nothing(db, queue):
-    # Whatever the error says (see the xfail below), nothing may be written.
+    # Whatever the error says, nothing may be written.
     for options in ({"priority": 2**31}, {"priority": -(2**63)}, {"max_attempts": 2**40}):
         with Refused(db, (pyqueue.PyqueueError, psycopg.Error), r"."):
             queue.enqueue("numbers", {}, **options)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: an int beyond int4 reaches PostgreSQL as bigint and the caller reads "
-    "'function pyqueue.enqueue(... bigint ...) does not exist', which names no argument",
-)
 def test_integers_beyond_int4_are_named(db, queue):
     for name, options in [
         ("priority", {"priority": 2**31}),
