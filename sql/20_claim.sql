@@ -61,20 +61,43 @@ BEGIN
 
     RETURN QUERY
     WITH candidates AS (
-        -- One index range per queue (jobs_claim_idx is ordered within a queue),
-        -- merged and cut to batch_size. A single ORDER BY over queue = ANY(...)
-        -- would instead sort every due job of all the queues on each claim.
+        -- Per queue, merged and cut to batch_size: a single ORDER BY over
+        -- queue = ANY(...) would sort every due job of all the queues.
         SELECT c.id
         FROM unnest(queues) AS q(name)
         CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.run_at
-            FROM jobs j
-            WHERE j.status = 'pending'
-              AND j.queue = q.name
-              AND j.run_at <= now()
-            ORDER BY j.priority DESC, j.run_at, j.id
+            -- The distinct priorities of the queue's pending jobs, highest
+            -- first, one index probe each (a "skip scan"). Then per priority,
+            -- the due jobs by run_at: (queue, priority, run_at <= now()) is one
+            -- index range that ends at the first job not yet due. Scanning
+            -- (queue, priority DESC, run_at) in one pass instead would read
+            -- through every scheduled job whenever fewer than batch_size are due.
+            WITH RECURSIVE priorities (priority) AS (
+                (SELECT j.priority FROM jobs j
+                 WHERE j.status = 'pending' AND j.queue = q.name
+                 ORDER BY j.priority DESC LIMIT 1)
+                UNION ALL
+                SELECT (SELECT j.priority FROM jobs j
+                        WHERE j.status = 'pending' AND j.queue = q.name
+                          AND j.priority < p.priority
+                        ORDER BY j.priority DESC LIMIT 1)
+                FROM priorities p
+                WHERE p.priority IS NOT NULL
+            )
+            SELECT due.id, due.priority, due.run_at
+            FROM priorities p
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.priority, j.run_at
+                FROM jobs j
+                WHERE j.status = 'pending'
+                  AND j.queue = q.name
+                  AND j.priority = p.priority
+                  AND j.run_at <= now()
+                ORDER BY j.run_at, j.id
+                LIMIT claim_batch.batch_size
+                FOR UPDATE SKIP LOCKED
+            ) AS due
             LIMIT claim_batch.batch_size
-            FOR UPDATE SKIP LOCKED
         ) AS c
         ORDER BY c.priority DESC, c.run_at, c.id
         LIMIT claim_batch.batch_size

@@ -121,3 +121,38 @@ def test_the_claim_reads_the_claim_index_over_a_big_table(db):
     claimed = claim(db, ["target", "other-1"], batch_size=100)
     assert sorted(c.payload["n"] for c in claimed) == list(range(1, DUE + 1))
     assert claim(db, ["other-1", "other-2"], batch_size=100) == []
+
+
+def test_scheduled_jobs_cost_the_claim_nothing(db):
+    """Fewer due jobs than the batch asks for, behind many scheduled ones in the
+    same queue and priority: the claim stops at the first job not yet due
+    instead of reading through the schedule (counted in buffers, not rows:
+    index entries skipped by a condition are not rows)."""
+    db.execute(
+        f"""
+        INSERT INTO pyqueue.jobs (queue, payload, max_attempts, priority, run_at)
+        SELECT 'target', '{{}}', 3, n % 2, now() + interval '1 hour' + (n || ' s')::interval
+        FROM generate_series(1, {PENDING_LATER}) AS n;
+        INSERT INTO pyqueue.jobs (queue, payload, max_attempts, priority)
+        SELECT 'target', jsonb_build_object('n', n), 3, n % 2
+        FROM generate_series(1, 5) AS n;
+        """
+    )
+    db.execute("ANALYZE pyqueue.jobs")
+    statement = claim_statement(db)
+    for value, literal in (
+        ("$1", "ARRAY['target']::text[]"),
+        ("$2", "'plan-test'"),
+        ("$3", "100"),
+        ("$4", "interval '30 seconds'"),
+    ):
+        statement = statement.replace(value, literal)
+    db.execute("SET search_path = pyqueue, pg_temp")
+    with db.transaction(force_rollback=True):
+        analyzed = scalar(db, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
+    top = analyzed[0]["Plan"]
+    buffers = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    # A pass over 25,000 index entries would touch well over a hundred pages.
+    assert buffers < 100, buffers
+    claimed = claim(db, ["target"], batch_size=100)
+    assert sorted(c.payload["n"] for c in claimed) == [1, 2, 3, 4, 5]
