@@ -229,6 +229,7 @@ $$;
 -- its plan for the session.
 CREATE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
 DECLARE
@@ -307,6 +308,7 @@ CREATE FUNCTION pyqueue.backoff_delay(
     jitter  double precision DEFAULT random()
 ) RETURNS interval
 LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
     -- (1 + j) / 2 rather than 0.5 + j / 2: halving a tiny j underflows (an error).
@@ -695,7 +697,8 @@ $$;
 
 -- release(job_ids, lease_tokens) -> SETOF bigint (the ids handed back)
 -- Hands back claimed jobs the worker never started (on shutdown): they are
--- pending again at once and the claim is not counted as an attempt. Pairs whose
+-- pending again, in their old place in line (run_at unchanged), and the claim
+-- is not counted as an attempt. Pairs whose
 -- token no longer holds the job are ignored.
 CREATE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
 LANGUAGE plpgsql
@@ -709,8 +712,7 @@ BEGIN
     SET status       = 'pending',
         attempt      = j.attempt - 1,
         lease_token  = NULL,
-        locked_until = NULL,
-        run_at       = now()
+        locked_until = NULL
     FROM unnest(job_ids, lease_tokens) AS h(id, token)
     -- A matching token means running (the table's CHECK); see complete_batch
     -- for why status is not tested here.
@@ -964,8 +966,10 @@ $$;
 
 -- recover_expired(max_jobs) -> integer (the number of jobs recovered)
 -- Running jobs whose lease ran out (their worker died or stalled without a
--- heartbeat) go back to pending, due now, with the expired run counted as an
--- attempt; those with no attempts left are dead-lettered. At most max_jobs per
+-- heartbeat) go back to pending with the expired run counted as an attempt.
+-- They keep their run_at, which is past, so they are claimed again at once and
+-- ahead of the jobs of their priority that came due after them. Those with no
+-- attempts left are dead-lettered. At most max_jobs per
 -- call, oldest lease first. claim_batch calls this (see 20_claim.sql); calling
 -- it by hand is harmless.
 CREATE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
@@ -995,7 +999,6 @@ BEGIN
 
     UPDATE jobs
     SET status       = 'pending',
-        run_at       = now(),
         error        = format('lease expired: worker %s stopped without finishing attempt %s',
                               worker, attempt),
         traceback    = NULL,
@@ -1200,6 +1203,7 @@ $$;
 -- changes the API raises it; a client refuses a schema newer than it knows.
 CREATE FUNCTION pyqueue.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
     SELECT 1;
@@ -1304,14 +1308,6 @@ BEGIN
     END LOOP;
 END;
 $$;
-
--- The rule has no exceptions: the few helpers declared without SECURITY DEFINER
--- (pure or read-only, granted to nobody or harmless) become definer functions
--- too, so that granting one later cannot leave a role reading a table it has
--- no right to, and tests/test_roles.py can check the rule from the catalogs.
-ALTER FUNCTION pyqueue.queue_settings(text) SECURITY DEFINER;
-ALTER FUNCTION pyqueue.backoff_delay(integer, interval, interval, double precision) SECURITY DEFINER;
-ALTER FUNCTION pyqueue.schema_version() SECURITY DEFINER;
 
 REVOKE ALL ON SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pyqueue FROM PUBLIC;

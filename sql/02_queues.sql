@@ -8,6 +8,7 @@
 -- its plan for the session.
 CREATE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
 DECLARE
@@ -86,6 +87,7 @@ CREATE FUNCTION pyqueue.backoff_delay(
     jitter  double precision DEFAULT random()
 ) RETURNS interval
 LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
     -- (1 + j) / 2 rather than 0.5 + j / 2: halving a tiny j underflows (an error).

@@ -127,7 +127,8 @@ $$;
 
 -- release(job_ids, lease_tokens) -> SETOF bigint (the ids handed back)
 -- Hands back claimed jobs the worker never started (on shutdown): they are
--- pending again at once and the claim is not counted as an attempt. Pairs whose
+-- pending again, in their old place in line (run_at unchanged), and the claim
+-- is not counted as an attempt. Pairs whose
 -- token no longer holds the job are ignored.
 CREATE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
 LANGUAGE plpgsql
@@ -141,8 +142,7 @@ BEGIN
     SET status       = 'pending',
         attempt      = j.attempt - 1,
         lease_token  = NULL,
-        locked_until = NULL,
-        run_at       = now()
+        locked_until = NULL
     FROM unnest(job_ids, lease_tokens) AS h(id, token)
     -- A matching token means running (the table's CHECK); see complete_batch
     -- for why status is not tested here.

@@ -61,8 +61,10 @@ $$;
 
 -- recover_expired(max_jobs) -> integer (the number of jobs recovered)
 -- Running jobs whose lease ran out (their worker died or stalled without a
--- heartbeat) go back to pending, due now, with the expired run counted as an
--- attempt; those with no attempts left are dead-lettered. At most max_jobs per
+-- heartbeat) go back to pending with the expired run counted as an attempt.
+-- They keep their run_at, which is past, so they are claimed again at once and
+-- ahead of the jobs of their priority that came due after them. Those with no
+-- attempts left are dead-lettered. At most max_jobs per
 -- call, oldest lease first. claim_batch calls this (see 20_claim.sql); calling
 -- it by hand is harmless.
 CREATE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
@@ -92,7 +94,6 @@ BEGIN
 
     UPDATE jobs
     SET status       = 'pending',
-        run_at       = now(),
         error        = format('lease expired: worker %s stopped without finishing attempt %s',
                               worker, attempt),
         traceback    = NULL,

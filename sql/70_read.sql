@@ -72,6 +72,7 @@ $$;
 -- changes the API raises it; a client refuses a schema newer than it knows.
 CREATE FUNCTION pyqueue.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
     SELECT 1;

@@ -23,14 +23,6 @@ BEGIN
 END;
 $$;
 
--- The rule has no exceptions: the few helpers declared without SECURITY DEFINER
--- (pure or read-only, granted to nobody or harmless) become definer functions
--- too, so that granting one later cannot leave a role reading a table it has
--- no right to, and tests/test_roles.py can check the rule from the catalogs.
-ALTER FUNCTION pyqueue.queue_settings(text) SECURITY DEFINER;
-ALTER FUNCTION pyqueue.backoff_delay(integer, interval, interval, double precision) SECURITY DEFINER;
-ALTER FUNCTION pyqueue.schema_version() SECURITY DEFINER;
-
 REVOKE ALL ON SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pyqueue FROM PUBLIC;

@@ -291,6 +291,25 @@ def test_recover_expired_puts_a_job_whose_lease_ran_out_back_to_pending(db):
     assert claim_one(db).attempt == 2
 
 
+def test_a_recovered_or_released_job_keeps_its_place_in_line(db):
+    first = enqueue(db)
+    assert claim_one(db).id == first
+    later = enqueue(db)
+    expire_lease(db, first)
+    assert scalar(db, "SELECT pyqueue.recover_expired()") == 1
+    assert claim_one(db).id == first  # ahead of the job enqueued after it
+
+    again = claim_one(db)
+    assert again.id == later
+    last = enqueue(db)
+    released = scalar(
+        db, "SELECT array_agg(x) FROM pyqueue.release(%s, %s) AS x", [[later], [again.lease_token]]
+    )
+    assert released == [later]
+    assert claim_one(db).id == later  # ahead of `last`, enqueued after it
+    assert claim_one(db).id == last
+
+
 def test_recover_expired_dead_letters_a_job_on_its_last_attempt(db):
     job_id = enqueue(db, max_attempts=1)
     claim_one(db)
