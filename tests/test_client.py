@@ -460,3 +460,17 @@ def test_a_payload_holding_a_nul_character_is_refused(queue, db):
     with pytest.raises(InvalidPayload, match="payload"):
         queue.enqueue("q", {"text": "a\x00b"})
     assert counts(db) == (0, 0)
+
+
+def test_a_pooled_connection_broken_while_idle_is_replaced(dsn, db, monkeypatch):
+    import pyqueue.client
+
+    monkeypatch.setattr(pyqueue.client, "IDLE_CHECK_SECONDS", 0.0)
+    with pyqueue.Queue(dsn) as q:
+        job_id = q.enqueue("emails", {})
+        # What a server restart does to an idle pooled connection.
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert q.get_job(job_id).status == "pending"
