@@ -1,13 +1,17 @@
 -- Argument checks shared by the public functions. Each raises SQLSTATE 22023
 -- (invalid_parameter_value) with a message that names the argument, before
 -- anything is written.
+--
+-- Internal helpers (names starting with _) carry no SET search_path, unlike
+-- the public functions: they run only inside those SECURITY DEFINER functions
+-- (nobody else may execute them) and name schema objects in full, while a SET
+-- clause on each nested call was a third of enqueue's cost in the database.
 
 -- _check_queue(queue): a queue name is 1 to 100 characters, letters, digits and
 -- . _ - :, starting with a letter or digit. Names are identifiers people type in
 -- psql and shells, so quotes, spaces and control characters are refused.
 CREATE FUNCTION pyqueue._check_queue(queue text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF queue IS NULL OR queue !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$' THEN
@@ -24,7 +28,6 @@ $$;
 CREATE FUNCTION pyqueue._check_range(name text, value numeric, low numeric, high numeric)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF value < low OR value > high THEN
@@ -39,7 +42,6 @@ $$;
 CREATE FUNCTION pyqueue._check_interval(name text, value interval, allow_zero boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF value < interval '0' OR (value = interval '0' AND NOT allow_zero) THEN
@@ -57,7 +59,6 @@ $$;
 -- _job_not_found(job_id): raise SQLSTATE P0002 (no_data_found) naming the id.
 CREATE FUNCTION pyqueue._job_not_found(job_id bigint) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'pyqueue: no job with id %', coalesce(job_id::text, 'NULL')
@@ -70,12 +71,11 @@ $$;
 -- "job not in a state for this".
 CREATE FUNCTION pyqueue._require_job(job_id bigint) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM jobs WHERE id = job_id)
-       AND NOT EXISTS (SELECT 1 FROM dead_jobs WHERE id = job_id) THEN
-        PERFORM _job_not_found(job_id);
+    IF NOT EXISTS (SELECT 1 FROM pyqueue.jobs WHERE id = job_id)
+       AND NOT EXISTS (SELECT 1 FROM pyqueue.dead_jobs WHERE id = job_id) THEN
+        PERFORM pyqueue._job_not_found(job_id);
     END IF;
 END;
 $$;
@@ -83,7 +83,6 @@ $$;
 -- _check_pairs(job_ids, lease_tokens): the two arrays of a batch call pair up.
 CREATE FUNCTION pyqueue._check_pairs(job_ids bigint[], lease_tokens uuid[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF job_ids IS NULL OR lease_tokens IS NULL THEN

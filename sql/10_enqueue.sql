@@ -20,10 +20,9 @@ CREATE FUNCTION pyqueue._job_defaults(
     OUT max_payload_bytes integer
 )
 LANGUAGE plpgsql STABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
-    PERFORM _check_queue(queue);
+    PERFORM pyqueue._check_queue(queue);
     IF run_at IS NOT NULL AND delay IS NOT NULL THEN
         RAISE EXCEPTION 'pyqueue: give run_at or delay, not both'
             USING ERRCODE = 'invalid_parameter_value';
@@ -32,19 +31,24 @@ BEGIN
         RAISE EXCEPTION 'pyqueue: run_at must be a finite time, got %', run_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM _check_interval('delay', delay, allow_zero => true);
+    PERFORM pyqueue._check_interval('delay', delay, allow_zero => true);
     IF priority IS NULL THEN
         RAISE EXCEPTION 'pyqueue: priority must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM _check_range('priority', priority, -32768, 32767);
-    PERFORM _check_range('max_attempts', max_attempts, 1, 1000);
-    PERFORM _check_interval('backoff_base', backoff_base);
-    PERFORM _check_interval('backoff_max', backoff_max);
+    PERFORM pyqueue._check_range('priority', priority, -32768, 32767);
+    PERFORM pyqueue._check_range('max_attempts', max_attempts, 1, 1000);
+    PERFORM pyqueue._check_interval('backoff_base', backoff_base);
+    PERFORM pyqueue._check_interval('backoff_max', backoff_max);
 
-    SELECT coalesce(_job_defaults.max_attempts, s.max_attempts), s.max_payload_bytes
+    -- queue_settings(), inlined: a call of that definer function costs more
+    -- than this lookup on every enqueue.
+    SELECT coalesce(_job_defaults.max_attempts, q.max_attempts, d.max_attempts),
+           coalesce(q.max_payload_bytes, d.max_payload_bytes)
     INTO resolved_max_attempts, _job_defaults.max_payload_bytes
-    FROM queue_settings(queue) AS s;
+    FROM pyqueue.queues d
+    LEFT JOIN pyqueue.queues q ON q.name = _job_defaults.queue
+    WHERE d.name = '*';
     resolved_run_at := coalesce(run_at, now() + delay, now());
 END;
 $$;
@@ -53,7 +57,6 @@ $$;
 -- bytes: the unique index cannot hold much more.
 CREATE FUNCTION pyqueue._check_key(name text, key text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF key = '' THEN
@@ -72,7 +75,6 @@ $$;
 CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     IF payload IS NULL THEN

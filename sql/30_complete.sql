@@ -6,7 +6,6 @@
 -- function with a SET clause is planned again on every call.
 CREATE FUNCTION pyqueue._notify_finished(job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     PERFORM pg_notify('pyqueue_finished', string_agg(id::text, ','))

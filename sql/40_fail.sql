@@ -7,16 +7,15 @@
 CREATE FUNCTION pyqueue._bury(job_ids bigint[], error text, traceback text DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
-SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     buried bigint[];
 BEGIN
     WITH gone AS (
-        DELETE FROM jobs j WHERE j.id = ANY (job_ids) RETURNING j.*
+        DELETE FROM pyqueue.jobs j WHERE j.id = ANY (job_ids) RETURNING j.*
     ), moved AS (
-        INSERT INTO dead_jobs (id, queue, priority, attempt, max_attempts, payload,
+        INSERT INTO pyqueue.dead_jobs (id, queue, priority, attempt, max_attempts, payload,
                                backoff_base, backoff_max, idempotency_key, worker,
                                progress, progress_message, error, traceback,
                                created_at, started_at, failed_at)
@@ -25,10 +24,10 @@ BEGIN
                g.progress, g.progress_message, error,
                traceback, g.created_at, g.started_at, now()
         FROM gone g
-        RETURNING dead_jobs.id
+        RETURNING id
     )
     SELECT coalesce(array_agg(m.id), '{}') INTO buried FROM moved m;
-    PERFORM _notify_finished(buried);
+    PERFORM pyqueue._notify_finished(buried);
     RETURN QUERY SELECT unnest(buried);
 END;
 $$;
