@@ -12,7 +12,7 @@ does its damage, waits until nothing is pending or running, and ends with
 - every completion belongs to a run that really finished: the handler wrote
   its 'end' row for that job and attempt;
 - every job designed to succeed left its effect in chaos_effects (once: the
-  handler writes it idempotently, as docs/guarantees.md advises);
+  handler writes it idempotently, as the README's Guarantees advises);
 - runs beyond the first, counted from the handlers' 'start' rows, are
   reported and allowed only where the scenario says a crash forced them.
 """

@@ -38,7 +38,7 @@ CREATE TABLE chaos_ledger (
     UNIQUE (job_id, attempt, pid, event)
 )
 """
-# The handler's effect, written the idempotent way (docs/guarantees.md): keyed
+# The handler's effect, written the idempotent way (the README's Guarantees): keyed
 # by the job, so that a second run of the same job changes nothing.
 EFFECTS_DDL = """
 CREATE TABLE chaos_effects (
