@@ -35,6 +35,7 @@ class JobContext:
         self._send = send
         self._pending: tuple[int, str | None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self.reported = False  # progress() was called: the worker orders the outcome after it
 
     def __repr__(self) -> str:
         return (
@@ -54,6 +55,7 @@ class JobContext:
             raise InvalidArgument(f"progress pct must be an int 0-100, got {pct!r}")
         if message is not None and not isinstance(message, str):
             raise InvalidArgument(f"progress message must be a str or None, got {message!r}")
+        self.reported = True
         try:
             running_loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -78,6 +80,11 @@ class JobContext:
                 await self._send(self._job, pct, message)
             except Exception as error:  # best effort: a lost report must not fail the job
                 logger.debug("job %s: progress report not stored: %s", self.id, error)
+
+    @property
+    def reporting(self) -> bool:
+        """Whether a progress report is on its way to the database."""
+        return self._flusher is not None and not self._flusher.done()
 
     async def flushed(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until the reports made so far are stored."""

@@ -2,25 +2,33 @@
 
 All of it lives on one asyncio event loop:
 
-- the claimer (`run`): claims due jobs for free handler slots, starts a task
-  per job, and when the queues are empty waits for a NOTIFY or the poll interval;
-- one task per job: awaits an async handler, or runs a plain one on a daemon
-  thread, and puts the outcome on the results queue;
+- the claimer (`run`): claims due jobs for free handler slots and starts them;
+  when the queues are empty it waits for a NOTIFY or the poll interval. While
+  handlers run it claims again only once half a batch of slots is free (or
+  CLAIM_GATHER_SECONDS after the first one freed up), so that a busy worker
+  makes one claim per half batch, not one per finished job;
+- the handlers: an `async def` one runs as a task on the loop; a plain one on
+  a daemon thread (threads.py), which hands its outcome back with the outcomes
+  of the other threads in one loop callback, not one wake-up per job;
 - the recorder: stores outcomes, all results of a burst in one complete_batch,
   failures one fail() each;
 - the listener: LISTEN pyqueue_jobs on its own connection, waking the claimer;
 - the heartbeat and the lease recovery, each on a timer.
 
 Every state change is a call of a SQL function; Python only decides when to
-call. Claims, outcomes, heartbeats and progress share one connection (psycopg
-runs one statement at a time on it); the listener has the second.
+call. Outcomes are stored on a connection of their own, so that storing one
+burst overlaps the claim of the next; claims, heartbeats, progress and releases
+share another (psycopg runs one statement at a time on each); the listener has
+a third. A job's last progress report is stored before its outcome is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,6 +57,8 @@ PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
 
 # Outcomes stored per complete_batch call at most.
 RECORD_BATCH = 1000
+# While handlers run, how long a free slot waits for others before claiming.
+CLAIM_GATHER_SECONDS = 0.05
 # How long a finished handler waits for its last progress report to be stored.
 PROGRESS_FLUSH_SECONDS = 5.0
 # After the grace period, how long at least to try storing outcomes and releases.
@@ -87,15 +97,24 @@ class Session:
         self.settings = settings
         self.lease = timedelta(seconds=settings.lease)
         self.db = Reconnecting(conninfo, f"worker {name}")
+        self.outcome_db = Reconnecting(conninfo, f"worker {name} (outcomes)")
         self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
         self.stopping = asyncio.Event()  # set by a stop request: claim no more
         self.wake = asyncio.Event()  # a job may be due: claim now
         self.slot_free = asyncio.Event()  # a handler finished
         self.held: dict[int, Held] = {}
         self.running = 0  # handlers started and not finished
+        # Claim again, while handlers run, once this many slots are free.
+        self.enough_free = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self.results: asyncio.Queue[Outcome] = asyncio.Queue()
+        # Async handlers, and finished jobs waiting for their last progress report.
         self.handler_tasks: set[asyncio.Task[None]] = set()
         self.threads = DaemonThreads(settings.concurrency, "pyqueue-handler")
+        self.runs_async = {queue: is_async(handler) for queue, handler in handlers.items()}
+        # Outcomes of plain handlers, posted by their threads, not yet taken by the loop.
+        self.posted: list[Outcome] = []
+        self.posted_lock = threading.Lock()
+        self.loop = asyncio.get_running_loop()
 
     # The claimer, and the whole run around it.
 
@@ -120,15 +139,13 @@ class Session:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             self.threads.shutdown()
-            await self.db.close()
-            await self.listen_db.close()
+            for db in (self.db, self.outcome_db, self.listen_db):
+                await db.close()
 
     async def _claim_until_stopped(self) -> None:
         while not self.stopping.is_set():
-            free = self.settings.concurrency - self.running
-            if free <= 0:
-                self.slot_free.clear()
-                await self._wait_any(self.slot_free)
+            free = await self._free_slots()
+            if free == 0:
                 continue
             # Cleared before the claim: a NOTIFY arriving during it claims again.
             self.wake.clear()
@@ -148,6 +165,24 @@ class Session:
                 self._start(job)
             if len(jobs) < wanted:  # the queues are drained: idle until woken
                 await self._wait_any(self.wake, timeout=self.settings.poll_interval)
+
+    async def _free_slots(self) -> int:
+        """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
+        deadline = None
+        while not self.stopping.is_set():
+            free = self.settings.concurrency - self.running
+            if free >= self.enough_free:
+                return free
+            timeout = None
+            if free > 0:
+                now = self.loop.time()
+                deadline = deadline or now + CLAIM_GATHER_SECONDS
+                if now >= deadline:
+                    return free
+                timeout = deadline - now
+            self.slot_free.clear()
+            await self._wait_any(self.slot_free, timeout=timeout)
+        return 0
 
     async def _claim(self, size: int) -> list[ClaimedJob]:
         rows = await self.db.call(
@@ -185,15 +220,17 @@ class Session:
     async def _finish_running(self) -> None:
         """After a stop request: let handlers finish within the grace period."""
         grace = self.settings.grace_period
-        if self.handler_tasks:
+        if self.running or self.handler_tasks:
             logger.info(
-                "stopping: waiting up to %g s for %d running handler(s)",
-                grace,
-                len(self.handler_tasks),
+                "stopping: waiting up to %g s for %d running handler(s)", grace, self.running
             )
-            _, late = await asyncio.wait(self.handler_tasks, timeout=grace)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_finished(), grace)
+            late = list(self.handler_tasks)
             for task in late:
                 task.cancel()
+            if late:  # so that the outcomes they hold are queued before the last writes
+                await asyncio.wait(late)
             unfinished = [h for h in self.held.values() if not h.finished]
             if unfinished:
                 logger.warning(
@@ -203,6 +240,7 @@ class Session:
                 )
             for held in unfinished:
                 held.finished = True
+                self.running -= 1
                 message = f"the worker stopped before the handler finished (grace period {grace} s)"
                 self.results.put_nowait(Outcome(held, error=message))
         try:
@@ -213,42 +251,83 @@ class Session:
                 sorted(self.held),
             )
 
-    # One task per job.
+    async def _all_finished(self) -> None:
+        while self.running:
+            self.slot_free.clear()
+            await self.slot_free.wait()
+        if self.handler_tasks:
+            await asyncio.wait(self.handler_tasks)
+
+    # Running handlers.
 
     def _start(self, job: ClaimedJob) -> None:
-        context = JobContext(job, asyncio.get_running_loop(), self._send_progress)
-        held = Held(job, context)
+        held = Held(job, JobContext(job, self.loop, self._send_progress))
         self.held[job.id] = held
         self.running += 1
-        task = asyncio.create_task(self._run_handler(held, self.handlers[job.queue]))
+        handler = self.handlers[job.queue]
+        if self.runs_async[job.queue]:
+            self._track(self._run_async(held, handler))
+        else:
+            self.threads.submit(lambda: self._run_plain(held, handler))
+
+    def _track(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self.handler_tasks.add(task)
         task.add_done_callback(self.handler_tasks.discard)
 
-    async def _run_handler(self, held: Held, handler: Handler) -> None:
+    async def _run_async(self, held: Held, handler: Handler) -> None:
         try:
-            outcome = await self._outcome_of(held, handler)
-        finally:
-            self.running -= 1
-            self.slot_free.set()
-        held.finished = True
-        try:  # the last progress report first, so that it is not lost after completion
-            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
-        finally:
-            self.results.put_nowait(outcome)
-
-    async def _outcome_of(self, held: Held, handler: Handler) -> Outcome:
-        payload, context = held.job.payload, held.context
-        try:
-            if is_async(handler):
-                result = encode_result(await handler(payload, context))
-            else:
-                future = self.threads.submit(lambda: encode_result(handler(payload, context)))
-                result = await asyncio.wrap_future(future)
+            outcome = Outcome(
+                held, result=encode_result(await handler(held.job.payload, held.context))
+            )
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # SystemExit in a handler fails its job, not the worker
-            return failure(held, error)
-        return Outcome(held, result=result)
+            outcome = failure(held, error)
+        self._finished(outcome)
+
+    def _run_plain(self, held: Held, handler: Handler) -> None:
+        """On a handler thread: run the handler, post its outcome to the loop."""
+        try:
+            outcome = Outcome(held, result=encode_result(handler(held.job.payload, held.context)))
+        except BaseException as error:
+            outcome = failure(held, error)
+        # RuntimeError: the loop is closed, the worker stopped at once.
+        with contextlib.suppress(RuntimeError):
+            if held.context.reported:
+                # After its progress reports, which took this same way to the loop.
+                self.loop.call_soon_threadsafe(self._finished, outcome)
+                return
+            with self.posted_lock:
+                self.posted.append(outcome)
+                first = len(self.posted) == 1  # else _take_posted is already due
+            if first:
+                self.loop.call_soon_threadsafe(self._take_posted)
+
+    def _take_posted(self) -> None:
+        with self.posted_lock:
+            outcomes, self.posted = self.posted, []
+        for outcome in outcomes:
+            self._finished(outcome)
+
+    def _finished(self, outcome: Outcome) -> None:
+        """A handler is done: free its slot and queue its outcome for storing."""
+        held = outcome.held
+        if held.finished:  # failed already, at the end of the grace period
+            return
+        held.finished = True
+        self.running -= 1
+        self.slot_free.set()
+        if held.context.reporting:  # its last progress report first, not lost after completion
+            self._track(self._queue_after_reports(outcome))
+        else:
+            self.results.put_nowait(outcome)
+
+    async def _queue_after_reports(self, outcome: Outcome) -> None:
+        try:
+            await outcome.held.context.flushed(PROGRESS_FLUSH_SECONDS)
+        finally:
+            self.results.put_nowait(outcome)
 
     async def _send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
         text = None if message is None else sql_text(message)
@@ -284,7 +363,7 @@ class Session:
         jobs = [o.held.job for o in successes]
         results = [o.result for o in successes]
         try:
-            rows = await self.db.call(
+            rows = await self.outcome_db.call(
                 COMPLETE_BATCH,
                 [
                     [j.id for j in jobs],
@@ -308,7 +387,9 @@ class Session:
 
     async def _record_failure(self, outcome: Outcome) -> None:
         job = outcome.held.job
-        rows = await self.db.call(FAIL, [job.id, job.lease_token, outcome.error, outcome.traceback])
+        rows = await self.outcome_db.call(
+            FAIL, [job.id, job.lease_token, outcome.error, outcome.traceback]
+        )
         status = rows[0][0]
         if status == "lost":
             self._log_lost(outcome.held, "its failure was not stored")
