@@ -263,7 +263,7 @@ class Worker:
             self._stops += 1
             if self._stops == 1 and self._session is not None:
                 logger.info("stopping: no new jobs; running handlers may finish")
-                self._session.stopping.set()
+                self._session.stop()
             elif self._stops == 2 and self._main is not None:
                 logger.warning(
                     "stopping at once: jobs still running will run again when their lease expires"

@@ -99,7 +99,7 @@ class Session:
         self.db = Reconnecting(conninfo, f"worker {name}")
         self.outcome_db = Reconnecting(conninfo, f"worker {name} (outcomes)")
         self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
-        self.stopping = asyncio.Event()  # set by a stop request: claim no more
+        self.stopping = asyncio.Event()  # set by stop(): claim no more
         self.wake = asyncio.Event()  # a job may be due: claim now
         self.slot_free = asyncio.Event()  # a handler finished
         self.held: dict[int, Held] = {}
@@ -164,7 +164,7 @@ class Session:
             for job in jobs:
                 self._start(job)
             if len(jobs) < wanted:  # the queues are drained: idle until woken
-                await self._wait_any(self.wake, timeout=self.settings.poll_interval)
+                await self._wait(self.wake, self.settings.poll_interval)
 
     async def _free_slots(self) -> int:
         """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
@@ -181,7 +181,7 @@ class Session:
                     return free
                 timeout = deadline - now
             self.slot_free.clear()
-            await self._wait_any(self.slot_free, timeout=timeout)
+            await self._wait(self.slot_free, timeout)
         return 0
 
     async def _claim(self, size: int) -> list[ClaimedJob]:
@@ -207,6 +207,17 @@ class Session:
                 ids,
                 str(error) or "timeout",
             )
+
+    def stop(self) -> None:
+        """Claim no more; wake the claimer wherever it waits."""
+        for event in (self.stopping, self.wake, self.slot_free):
+            event.set()
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float | None = None) -> None:
+        """Until `event` is set (stop() sets those the claimer waits for) or `timeout` passes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
     async def _wait_any(self, *events: asyncio.Event, timeout: float | None = None) -> None:
         """Until one of `events` or `stopping` is set, or `timeout` seconds pass."""
