@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -27,8 +26,6 @@ from pyqueue.errors import InvalidArgument, InvalidPayload, translate_errors
 from pyqueue.jobs import Job
 
 FINISHED_CHANNEL = "pyqueue_finished"
-# A pooled connection idle for longer is checked with a round trip before reuse.
-IDLE_CHECK_SECONDS = 5.0
 
 
 # A NUL character, as json.dumps writes it: \u0000 after an even run of
@@ -88,28 +85,18 @@ class Queue:
     def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
         self.conninfo = conninfo
         # Autocommit: each call is one statement, so BEGIN/COMMIT would be two
-        # more round trips. A connection is checked before reuse only after it
-        # sat idle (a restart may have broken it meanwhile), not on every call.
-        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
+        # more round trips. Each connection is checked before use: one made
+        # idle by a server restart or pg_terminate_backend is replaced instead
+        # of failing the call.
         self._pool = ConnectionPool(
             conninfo,
             min_size=0,
             max_size=max_connections,
             open=True,
             kwargs={"autocommit": True},
-            check=self._check_if_idle,
-            reset=self._note_return,
+            check=ConnectionPool.check_connection,
             name="pyqueue-client",
         )
-
-    def _note_return(self, conn: psycopg.Connection[Any]) -> None:
-        self._returned_at[conn] = time.monotonic()
-
-    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
-        if time.monotonic() - self._returned_at.get(conn, 0.0) > IDLE_CHECK_SECONDS:
-            ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
         self._pool.close()

@@ -462,10 +462,7 @@ def test_a_payload_holding_a_nul_character_is_refused(queue, db):
     assert counts(db) == (0, 0)
 
 
-def test_a_pooled_connection_broken_while_idle_is_replaced(dsn, db, monkeypatch):
-    import pyqueue.client
-
-    monkeypatch.setattr(pyqueue.client, "IDLE_CHECK_SECONDS", 0.0)
+def test_a_pooled_connection_broken_while_idle_is_replaced(dsn, db):
     with pyqueue.Queue(dsn) as q:
         job_id = q.enqueue("emails", {})
         # What a server restart does to an idle pooled connection.
