@@ -12,11 +12,15 @@
 How it is built, and why:
 
 - One asyncio event loop (session.py) with psycopg's AsyncConnection: one
-  connection for the SQL calls, one for LISTEN. `async def` handlers run on the
-  loop; plain handlers on `concurrency` daemon threads (threads.py). The
-  claimer claims only as many jobs as it has free handler slots (at most
+  connection for claims, heartbeats and progress, one for storing outcomes (so
+  that storing a burst overlaps the next claim), one for LISTEN. `async def`
+  handlers run on the loop; plain handlers on `concurrency` daemon threads
+  (threads.py), which post their outcomes back to the loop in bursts, not one
+  wake-up per job. The claimer claims only for free handler slots (at most
   batch_size per claim), so no job waits leased on a busy worker while another
-  worker idles; a stop therefore rarely has unstarted jobs to release.
+  worker idles; while handlers run it waits until half a batch of slots is
+  free (or 50 ms after one freed up), so a busy worker claims in batches, not
+  job by job. A stop therefore rarely has unstarted jobs to release.
 - A claim that finds the queues empty makes the claimer wait for a NOTIFY on
   pyqueue_jobs (sent at enqueue commit) or poll_interval, whichever comes first.
 - Results of all handlers that finished meanwhile are stored by one

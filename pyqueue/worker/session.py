@@ -241,7 +241,7 @@ class Session:
             for task in late:
                 task.cancel()
             if late:  # so that the outcomes they hold are queued before the last writes
-                await asyncio.wait(late)
+                await asyncio.wait(late, timeout=FINAL_WRITES_SECONDS)
             unfinished = [h for h in self.held.values() if not h.finished]
             if unfinished:
                 logger.warning(
@@ -291,9 +291,10 @@ class Session:
             outcome = Outcome(
                 held, result=encode_result(await handler(held.job.payload, held.context))
             )
-        except asyncio.CancelledError:
-            raise
         except BaseException as error:  # SystemExit in a handler fails its job, not the worker
+            task = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
+                raise  # cancelled by the worker: stopping at once, or the grace period is over
             outcome = failure(held, error)
         self._finished(outcome)
 
