@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import set_json_loads
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -33,6 +35,15 @@ CONNECT_DEFAULTS = {
     "keepalives_interval": "5",
     "keepalives_count": "3",
 }
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _load_json(data: str | bytes) -> Any:
+    """Payloads as json.loads reads them, minus its encoding sniffing (PostgreSQL
+    sends UTF-8): about half the cost of reading a claimed job, on the claim's path."""
+    return _decode_json(data if isinstance(data, str) else data.decode())
 
 
 class Stopping(Exception):
@@ -111,6 +122,7 @@ class Reconnecting:
                     self._conn = await psycopg.AsyncConnection.connect(
                         self.conninfo, autocommit=True
                     )
+                    set_json_loads(_load_json, self._conn)
                 except psycopg.OperationalError as error:
                     self._note_down(error)
                     delay = self._backoff.next_delay()
