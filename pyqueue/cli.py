@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 import psycopg
+from psycopg.rows import dict_row
 
 from pyqueue import schema
 from pyqueue.client import Queue
@@ -84,8 +85,6 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 def fetch_dicts(url: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    from psycopg.rows import dict_row
-
     with psycopg.connect(url) as conn:
         return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
