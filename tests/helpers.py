@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
+
+from pyqueue.jobs import ClaimedJob
 
 Conn = psycopg.Connection[Any]
 
@@ -64,15 +65,8 @@ def enqueue(conn: Conn, queue: str = "q", payload: Any = "{}", **options: Any) -
     return int(scalar(conn, query, {"queue": queue, "payload": payload, **options}))
 
 
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    queue: str
-    payload: Any
-    attempt: int
-    max_attempts: int
-    lease_token: uuid.UUID
-    locked_until: Any
+# What claim_batch returns, as the Python driver types it.
+Claimed = ClaimedJob
 
 
 def claim(
