@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,15 +33,18 @@ FINISHED_CHANNEL = "pyqueue_finished"
 # backslashes (each pair is an escaped backslash, not the start of an escape).
 NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
+# One encoder for every payload: json.dumps with an option builds a new one per call.
+JSON_ENCODER = json.JSONEncoder(allow_nan=False)
+
 
 def to_json(payload: Any, what: str = "payload") -> Jsonb:
     """Wrap a value for a jsonb argument, refusing what JSON cannot hold."""
     try:
-        text = json.dumps(payload, allow_nan=False)
+        text = JSON_ENCODER.encode(payload)
     except (TypeError, ValueError, RecursionError) as error:
         # RecursionError: nested deeper than the encoder can go.
         raise InvalidPayload(f"{what} is not JSON-serialisable: {error}") from None
-    if NUL_ESCAPE.search(text):
+    if "\\u0000" in text and NUL_ESCAPE.search(text):
         raise InvalidPayload(
             f"{what} contains \\u0000 (the NUL character), which PostgreSQL's jsonb cannot store"
         )
@@ -79,6 +83,23 @@ def sql_int(name: str, value: int | None, bits: int = 32) -> int | None:
     return value
 
 
+def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """Raise if a pooled connection is unusable; the pool then replaces it.
+
+    An idle connection whose server hung up (restart, pg_terminate_backend)
+    has the server's goodbye or end-of-file waiting on its socket; a healthy
+    one has nothing. Only when something is waiting is it checked with a
+    round trip, which would otherwise double the cost of a short call.
+    """
+    try:
+        waiting = bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (ValueError, OSError):
+        # A descriptor select() cannot watch, or one already closed.
+        waiting = True
+    if waiting:
+        ConnectionPool.check_connection(conn)
+
+
 class Queue:
     """A client of the pyqueue schema in the database at `conninfo`."""
 
@@ -94,7 +115,7 @@ class Queue:
             max_size=max_connections,
             open=True,
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,
+            check=check_idle_connection,
             name="pyqueue-client",
         )
 

@@ -7,14 +7,22 @@
 -- (nobody else may execute them) and name schema objects in full, while a SET
 -- clause on each nested call was a third of enqueue's cost in the database.
 
--- _check_queue(queue): a queue name is 1 to 100 characters, letters, digits and
--- . _ - :, starting with a letter or digit. Names are identifiers people type in
--- psql and shells, so quotes, spaces and control characters are refused.
+-- _is_queue_name(queue) -> boolean (NULL for NULL): a queue name is 1 to 100
+-- characters, letters, digits and . _ - :, starting with a letter or digit.
+-- Names are identifiers people type in psql and shells, so quotes, spaces and
+-- control characters are refused. SQL, so that the planner inlines it.
+CREATE FUNCTION pyqueue._is_queue_name(queue text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$'
+$$;
+
+-- _check_queue(queue): raise unless queue is a queue name.
 CREATE FUNCTION pyqueue._check_queue(queue text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
-    IF queue IS NULL OR queue !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$' THEN
+    IF pyqueue._is_queue_name(queue) IS NOT TRUE THEN
         RAISE EXCEPTION 'pyqueue: invalid queue name %', coalesce(quote_literal(left(queue, 120)), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A queue name has 1 to 100 characters: letters, digits and . _ - :, '

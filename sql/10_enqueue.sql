@@ -2,24 +2,20 @@
 -- enqueued beside a business row commits or rolls back with it. A NOTIFY on
 -- channel 'pyqueue_jobs' (payload: the queue name) wakes idle workers at commit.
 
--- _job_defaults(queue, run_at, delay, priority, max_attempts, backoff_base,
---               backoff_max) -> (run_at, max_attempts, max_payload_bytes)
--- Checks the options that enqueue and enqueue_batch share and resolves the
--- start time, the attempt limit (from the queue's settings when NULL) and the
--- queue's payload size limit.
-CREATE FUNCTION pyqueue._job_defaults(
+-- _check_job_options(queue, run_at, delay, priority, max_attempts,
+--                    backoff_base, backoff_max)
+-- Checks the options that enqueue and enqueue_batch share; NULL means "the
+-- default" for every option but queue and priority.
+CREATE FUNCTION pyqueue._check_job_options(
     queue        text,
     run_at       timestamptz,
     delay        interval,
     priority     integer,
     max_attempts integer,
     backoff_base interval,
-    backoff_max  interval,
-    OUT resolved_run_at timestamptz,
-    OUT resolved_max_attempts integer,
-    OUT max_payload_bytes integer
-)
-LANGUAGE plpgsql STABLE
+    backoff_max  interval
+) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
     PERFORM pyqueue._check_queue(queue);
@@ -40,16 +36,6 @@ BEGIN
     PERFORM pyqueue._check_range('max_attempts', max_attempts, 1, 1000);
     PERFORM pyqueue._check_interval('backoff_base', backoff_base);
     PERFORM pyqueue._check_interval('backoff_max', backoff_max);
-
-    -- queue_settings(), inlined: a call of that definer function costs more
-    -- than this lookup on every enqueue.
-    SELECT coalesce(_job_defaults.max_attempts, q.max_attempts, d.max_attempts),
-           coalesce(q.max_payload_bytes, d.max_payload_bytes)
-    INTO resolved_max_attempts, _job_defaults.max_payload_bytes
-    FROM pyqueue.queues d
-    LEFT JOIN pyqueue.queues q ON q.name = _job_defaults.queue
-    WHERE d.name = '*';
-    resolved_run_at := coalesce(run_at, now() + delay, now());
 END;
 $$;
 
@@ -115,22 +101,36 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    opts   record;
     job_id bigint;
 BEGIN
-    PERFORM _check_key('idempotency_key', idempotency_key);
-    opts := _job_defaults(enqueue.queue, enqueue.run_at, enqueue.delay, enqueue.priority,
-                          enqueue.max_attempts, enqueue.backoff_base, enqueue.backoff_max);
-    PERFORM _check_payload('payload', enqueue.payload, opts.max_payload_bytes);
+    -- The option checks run in full only when an option is given or the queue
+    -- name is not plainly valid: a one-job transaction pays for each nested
+    -- call, and the everyday call (a queue and a payload) needs none of them.
+    IF _is_queue_name(enqueue.queue) IS NOT TRUE OR enqueue.priority IS DISTINCT FROM 0
+       OR num_nonnulls(enqueue.run_at, enqueue.delay, enqueue.max_attempts,
+                       enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max) > 0 THEN
+        PERFORM _check_key('idempotency_key', enqueue.idempotency_key);
+        PERFORM _check_job_options(enqueue.queue, enqueue.run_at, enqueue.delay,
+                                   enqueue.priority, enqueue.max_attempts,
+                                   enqueue.backoff_base, enqueue.backoff_max);
+    END IF;
 
     -- A retry loop, because the job holding the key can vanish (purged, dead-
     -- lettered) between our failed insert and our lookup.
     LOOP
+        -- The queue's settings (its own row, else the defaults row '*') are read
+        -- by the insert itself; a payload over the queue's size limit, or NULL,
+        -- inserts nothing.
         INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
                           idempotency_key, backoff_base, backoff_max)
-        VALUES (enqueue.queue, enqueue.payload, opts.resolved_run_at, enqueue.priority,
-                opts.resolved_max_attempts, enqueue.idempotency_key,
-                enqueue.backoff_base, enqueue.backoff_max)
+        SELECT enqueue.queue, enqueue.payload,
+               coalesce(enqueue.run_at, now() + enqueue.delay, now()), enqueue.priority,
+               coalesce(enqueue.max_attempts, q.max_attempts, d.max_attempts),
+               enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max
+        FROM queues d
+        LEFT JOIN queues q ON q.name = enqueue.queue
+        WHERE d.name = '*'
+          AND pg_column_size(enqueue.payload) <= coalesce(q.max_payload_bytes, d.max_payload_bytes)
         ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id INTO job_id;
         IF job_id IS NOT NULL THEN
@@ -138,6 +138,14 @@ BEGIN
             RETURN job_id;
         END IF;
 
+        -- Nothing inserted: the payload was refused (this raises, naming why),
+        -- or the key is held by a job whose id we return.
+        PERFORM _check_payload('payload', enqueue.payload,
+                               (queue_settings(enqueue.queue)).max_payload_bytes);
+        IF enqueue.idempotency_key IS NULL THEN
+            RAISE EXCEPTION 'pyqueue: the defaults row ''*'' is missing from pyqueue.queues'
+                USING ERRCODE = 'undefined_object';
+        END IF;
         SELECT id INTO job_id FROM jobs
         WHERE queue = enqueue.queue AND idempotency_key = enqueue.idempotency_key;
         IF job_id IS NOT NULL THEN
@@ -170,7 +178,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    opts     record;
+    settings queues;
     ids      bigint[];
     resolved bigint[];
 BEGIN
@@ -193,13 +201,14 @@ BEGIN
     FROM unnest(idempotency_keys) WITH ORDINALITY AS k(key, ord)
     WHERE k.key = '' OR octet_length(k.key) > 1000
     LIMIT 1;
-    opts := _job_defaults(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
-                          enqueue_batch.priority, enqueue_batch.max_attempts,
-                          enqueue_batch.backoff_base, enqueue_batch.backoff_max);
+    PERFORM _check_job_options(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
+                               enqueue_batch.priority, enqueue_batch.max_attempts,
+                               enqueue_batch.backoff_base, enqueue_batch.backoff_max);
+    settings := queue_settings(enqueue_batch.queue);
     -- Find the first bad payload in one pass, then let the check name it.
-    PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, opts.max_payload_bytes)
+    PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, settings.max_payload_bytes)
     FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
-    WHERE p.payload IS NULL OR pg_column_size(p.payload) > opts.max_payload_bytes
+    WHERE p.payload IS NULL OR pg_column_size(p.payload) > settings.max_payload_bytes
     LIMIT 1;
     IF coalesce(cardinality(payloads), 0) = 0 THEN
         RETURN;
@@ -213,8 +222,10 @@ BEGIN
     INSERT INTO jobs (id, queue, payload, run_at, priority, max_attempts,
                       idempotency_key, backoff_base, backoff_max)
     OVERRIDING SYSTEM VALUE
-    SELECT ids[p.ord], enqueue_batch.queue, p.payload, opts.resolved_run_at, enqueue_batch.priority,
-           opts.resolved_max_attempts, idempotency_keys[p.ord],
+    SELECT ids[p.ord], enqueue_batch.queue, p.payload,
+           coalesce(enqueue_batch.run_at, now() + enqueue_batch.delay, now()),
+           enqueue_batch.priority,
+           coalesce(enqueue_batch.max_attempts, settings.max_attempts), idempotency_keys[p.ord],
            enqueue_batch.backoff_base, enqueue_batch.backoff_max
     FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
     -- Keys in one order for every batch: two batches holding the same keys in

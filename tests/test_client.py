@@ -466,8 +466,9 @@ def test_a_pooled_connection_broken_while_idle_is_replaced(dsn, db):
     with pyqueue.Queue(dsn) as q:
         job_id = q.enqueue("emails", {})
         # What a server restart does to an idle pooled connection.
+        # The timeout makes it wait until the backend has gone.
         db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         assert q.get_job(job_id).status == "pending"

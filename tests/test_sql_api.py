@@ -997,6 +997,15 @@ def test_a_payload_over_the_queue_limit_is_refused_whole(db):
     assert enqueue(db, "large", big)
 
 
+def test_enqueue_without_the_defaults_row_raises_instead_of_looping(db):
+    # Only the schema's owner can delete it; enqueue must then fail, not spin.
+    db.execute("DELETE FROM pyqueue.queues WHERE name = '*'")
+    with writes_nothing(db):
+        error = sqlstate_of(db, "SELECT pyqueue.enqueue('q', '{}')")
+    assert error.sqlstate == "42704"
+    assert "defaults row '*' is missing" in error.diag.message_primary
+
+
 # ---------------------------------------------------------------- views
 
 
