@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, help="jobs per claim, both sides (default 100)")
     parser.add_argument(
-        "--concurrency", type=int, help="pyqueue worker handler slots (default 100)"
+        "--concurrency", type=int, help="pyqueue worker handler slots (default 200)"
     )
     parser.add_argument(
         "--async-handler",

@@ -11,7 +11,10 @@ QUEUE = "bench"
 class Config:
     # Worker shape, the same for pyqueue and the baseline.
     batch_size: int = 100
-    concurrency: int = 100
+    # Handler slots: twice the batch, so that a worker can claim its next batch
+    # while the handlers of the last one finish (with as many slots as the batch
+    # it waits for them first). The raw loop runs its batch inline.
+    concurrency: int = 200
     async_handler: bool = False
     # 1. enqueue: seconds per side, split into alternating rounds so that drift
     # in the machine's load falls on both sides alike.
