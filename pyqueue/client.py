@@ -136,8 +136,14 @@ class Queue:
             if conn is not None:
                 yield conn
             else:
-                with self._pool.connection() as pooled:
+                # getconn/putconn rather than pool.connection(): that one also
+                # wraps the call in a transaction block, which autocommit
+                # connections do not need.
+                pooled = self._pool.getconn()
+                try:
                     yield pooled
+                finally:
+                    self._pool.putconn(pooled)
 
     def enqueue(
         self,
@@ -152,19 +158,21 @@ class Queue:
         conn: psycopg.Connection[Any] | None = None,
     ) -> int:
         """Add a job; return its id (the existing job's, for a known idempotency key)."""
+        # Only the options given are sent: the everyday call has two parameters.
+        options: dict[str, Any] = {
+            "run_at": run_at,
+            "delay": delay,
+            "max_attempts": sql_int("max_attempts", max_attempts),
+            "idempotency_key": idempotency_key,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        if priority != 0:  # None too: the database refuses it, naming it
+            given["priority"] = sql_int("priority", priority)
+        named = "".join(f", {name} => %s" for name in given)
         with self._connection(conn) as c:
             row = c.execute(
-                "SELECT pyqueue.enqueue(%s, %s, run_at => %s, delay => %s, priority => %s,"
-                " max_attempts => %s, idempotency_key => %s)",
-                [
-                    queue,
-                    to_json(payload),
-                    run_at,
-                    delay,
-                    sql_int("priority", priority),
-                    sql_int("max_attempts", max_attempts),
-                    idempotency_key,
-                ],
+                f"SELECT pyqueue.enqueue(%s, %s{named})",
+                [queue, to_json(payload), *given.values()],
             ).fetchone()
         assert row is not None
         return int(row[0])
