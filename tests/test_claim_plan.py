@@ -1,10 +1,12 @@
 """The claim reads the partial index jobs_claim_idx, however many finished jobs there are.
 
-The claim statement is taken from the installed claim_batch function itself
-(pg_get_functiondef), so the test follows the SQL when it changes. It is
-explained with the arguments written in (the custom plan a first call gets),
-as a prepared statement forced to a generic plan (what PL/pgSQL may settle on
-after a few calls), and run once under EXPLAIN ANALYZE to count the rows read.
+The claim's statements (the pick of the jobs, then the update) are taken from
+the installed claim_batch function itself (pg_get_functiondef), so the test
+follows the SQL when it changes. The pick is explained with the arguments
+written in (the custom plan a first call gets), as a prepared statement forced
+to a generic plan (what PL/pgSQL may settle on after a few calls), and run once
+under EXPLAIN ANALYZE to count the rows read; the update's generic plan must
+find the picked jobs by primary key.
 """
 
 from __future__ import annotations
@@ -33,22 +35,28 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
             yield from plan_nodes(item)
 
 
-def claim_statement(db) -> str:
-    """The RETURN QUERY statement of pyqueue.claim_batch, with $1..$4 for its arguments."""
+def claim_statements(db) -> tuple[str, str]:
+    """The two statements of pyqueue.claim_batch: the pick (locking the jobs to
+    claim) and the update, with $1..$4 for its arguments and $5 for the ids picked."""
     body = scalar(
         db,
         "SELECT pg_get_functiondef("
         "'pyqueue.claim_batch(text[], text, integer, interval)'::regprocedure)",
     )
-    found = re.search(r"RETURN QUERY\s+(.*?);\s*END;", body, re.DOTALL)
-    assert found, "claim_batch has no RETURN QUERY statement to explain"
-    statement = found.group(1)
-    for name, number in (("queues", 1), ("worker", 2), ("batch_size", 3), ("lease", 4)):
-        statement = statement.replace(f"claim_batch.{name}", f"${number}")
-    statement = statement.replace("unnest(queues)", "unnest($1)")
-    assert "claim_batch." not in statement
+    found = re.search(
+        r"picked := ARRAY\(\s*(.*?)\s*\);\s*RETURN QUERY\s+(.*?);\s*END;", body, re.DOTALL
+    )
+    assert found, "claim_batch has no pick and update statements to explain"
+    statements = []
+    for statement in found.groups():
+        for name, number in (("queues", 1), ("worker", 2), ("batch_size", 3), ("lease", 4)):
+            statement = statement.replace(f"claim_batch.{name}", f"${number}")
+        statement = statement.replace("unnest(queues)", "unnest($1)")
+        statement = statement.replace("ANY (picked)", "ANY ($5)")
+        assert "claim_batch." not in statement and "picked" not in statement
+        statements.append(statement)
     # The function's search_path: its statements name tables unqualified.
-    return statement
+    return statements[0], statements[1]
 
 
 def explain(db, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -85,26 +93,33 @@ def fill_big_table(db) -> None:
 
 def test_the_claim_reads_the_claim_index_over_a_big_table(db):
     fill_big_table(db)
-    statement = claim_statement(db)
+    pick, update = claim_statements(db)
     db.execute("SET search_path = pyqueue, pg_temp")
 
     # As a first call plans it: the arguments written in.
-    written_in = statement
+    written_in = pick
     for value, literal in (
         ("$1", "ARRAY['target', 'other-3']::text[]"),
-        ("$2", "'plan-test'"),
         ("$3", "10"),
-        ("$4", "interval '30 seconds'"),
     ):
         written_in = written_in.replace(value, literal)
     assert_reads_the_claim_index(explain(db, written_in))
 
     # As PL/pgSQL may plan it after a few calls: one generic plan for any arguments.
-    db.execute(f"PREPARE claim_q(text[], text, integer, interval) AS {statement}")
+    db.execute(f"PREPARE pick_q(text[], text, integer, interval) AS {pick}")
+    db.execute(f"PREPARE update_q(text[], text, integer, interval, bigint[]) AS {update}")
     db.execute("SET plan_cache_mode = force_generic_plan")
     assert_reads_the_claim_index(
-        explain(db, "EXECUTE claim_q(ARRAY['target'], 'plan-test', 10, '30 seconds')")
+        explain(db, "EXECUTE pick_q(ARRAY['target'], 'plan-test', 10, '30 seconds')")
     )
+    # The update finds the picked jobs by primary key, however many there are.
+    for count in (3, 10_000):
+        ids = "'{" + ",".join(str(n) for n in range(1, count + 1)) + "}'::bigint[]"
+        nodes = explain(db, f"EXECUTE update_q(NULL, 'plan-test', 10, '30 seconds', {ids})")
+        scans = [n for n in nodes if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
+        assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [
+            ("Index Scan", "jobs_pkey")
+        ], scans
     db.execute("RESET plan_cache_mode")
 
     # Run for real (rolled back): every scan of jobs reads a handful of rows.
@@ -139,12 +154,10 @@ def test_scheduled_jobs_cost_the_claim_nothing(db):
         """
     )
     db.execute("ANALYZE pyqueue.jobs")
-    statement = claim_statement(db)
+    statement, _ = claim_statements(db)
     for value, literal in (
         ("$1", "ARRAY['target']::text[]"),
-        ("$2", "'plan-test'"),
         ("$3", "100"),
-        ("$4", "interval '30 seconds'"),
     ):
         statement = statement.replace(value, literal)
     db.execute("SET search_path = pyqueue, pg_temp")

@@ -375,6 +375,12 @@ BAD_CALLS = [
         "idempotency_key is 1001 bytes, over the limit of 1000",
     ),
     (
+        "priority None",
+        lambda q: q.enqueue("q", {}, priority=None),  # type: ignore[arg-type]
+        InvalidArgument,
+        "priority must not be NULL",
+    ),
+    (
         "keys length",
         lambda q: q.enqueue_many("q", [1, 2], idempotency_keys=["a"]),
         InvalidArgument,
