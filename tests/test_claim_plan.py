@@ -3,10 +3,10 @@
 The claim's statements (the pick of the jobs, then the update) are taken from
 the installed claim_batch function itself (pg_get_functiondef), so the test
 follows the SQL when it changes. The pick is explained with the arguments
-written in (the custom plan a first call gets), as a prepared statement forced
-to a generic plan (what PL/pgSQL may settle on after a few calls), and run once
-under EXPLAIN ANALYZE to count the rows read; the update's generic plan must
-find the picked jobs by primary key.
+written in (a custom plan), as a prepared statement forced to a generic plan
+(what claim_batch runs: it forces generic plans), and run once under EXPLAIN
+ANALYZE to count the rows read; the update's generic plan must find the picked
+jobs by primary key.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_the_claim_reads_the_claim_index_over_a_big_table(db):
         written_in = written_in.replace(value, literal)
     assert_reads_the_claim_index(explain(db, written_in))
 
-    # As PL/pgSQL may plan it after a few calls: one generic plan for any arguments.
+    # As claim_batch plans it: one generic plan for any arguments.
     db.execute(f"PREPARE pick_q(text[], text, integer, interval) AS {pick}")
     db.execute(f"PREPARE update_q(text[], text, integer, interval, bigint[]) AS {update}")
     db.execute("SET plan_cache_mode = force_generic_plan")
