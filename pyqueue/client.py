@@ -89,7 +89,9 @@ def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
     An idle connection whose server hung up (restart, pg_terminate_backend)
     has the server's goodbye or end-of-file waiting on its socket; a healthy
     one has nothing. Only when something is waiting is it checked with a
-    round trip, which would otherwise double the cost of a short call.
+    round trip, which would otherwise double the cost of a short call. A
+    hang-up that reaches the socket after this check fails the call that
+    follows, as it would after any check.
     """
     try:
         waiting = bool(select.select([conn.fileno()], [], [], 0)[0])
@@ -106,9 +108,9 @@ class Queue:
     def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
         self.conninfo = conninfo
         # Autocommit: each call is one statement, so BEGIN/COMMIT would be two
-        # more round trips. Each connection is checked before use: one made
-        # idle by a server restart or pg_terminate_backend is replaced instead
-        # of failing the call.
+        # more round trips. Each connection is checked before use: one whose
+        # session ended while it sat idle (server restart, pg_terminate_backend)
+        # is replaced instead of failing the call.
         self._pool = ConnectionPool(
             conninfo,
             min_size=0,

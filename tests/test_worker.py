@@ -24,8 +24,10 @@ from pyqueue import InvalidArgument, SchemaError
 from pyqueue.worker import JobContext, Worker, session
 
 FAST = {"poll_interval": 0.05}
+# Waits until those sessions have ended: the test's own client then finds its
+# idle connection dead before using it, rather than racing the termination.
 TERMINATE_OTHERS = (
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
 
