@@ -27,6 +27,8 @@ class WorkerProcesses:
         self._dir = Path(tempfile.mkdtemp(prefix=f"pyqueue-bench-{kind}-"))
         self.ledgers = [self._dir / f"ledger-{i}.txt" for i in range(count)]
         self._logs = [self._dir / f"log-{i}.txt" for i in range(count)]
+        self._ready = [self._dir / f"ready-{i}" for i in range(count)]
+        self._go = self._dir / "go"
         options = [
             "--queue", QUEUE,
             "--batch-size", str(config.batch_size),
@@ -36,17 +38,34 @@ class WorkerProcesses:
         if config.async_handler:
             options.append("--async-handler")
         self._commands = [
-            [sys.executable, "-m", "benchmarks.workerproc", kind, dsn, str(ledger), *options]
-            for ledger in self.ledgers
-        ]
+            [
+                sys.executable, "-m", "benchmarks.workerproc", kind, dsn, str(ledger), *options,
+                "--ready", str(ready), "--go", str(self._go),
+            ]
+            for ledger, ready in zip(self.ledgers, self._ready, strict=True)
+        ]  # fmt: skip
         self._procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the processes; once every one is ready, let them all go at once.
+
+        Without the wait, one process could drain the queue while another is
+        still starting, and a stop would then find that one without its SIGTERM
+        handler (no ledger) and the run measured with fewer processes than stated.
+        """
         for command, log in zip(self._commands, self._logs, strict=True):
             with log.open("wb") as out:
                 self._procs.append(
                     subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
                 )
+        wait_until(
+            lambda: all(ready.exists() for ready in self._ready),
+            timeout,
+            f"{self.kind} worker processes to start",
+            interval=0.01,
+            alive=self.check_alive,
+        )
+        self._go.touch()
 
     def check_alive(self) -> None:
         for proc, log in zip(self._procs, self._logs, strict=True):
@@ -75,7 +94,7 @@ class WorkerProcesses:
         return read_ledgers(self.ledgers)
 
     def cleanup(self) -> None:
-        for path in [*self.ledgers, *self._logs]:
+        for path in [*self.ledgers, *self._logs, *self._ready, self._go]:
             path.unlink(missing_ok=True)
         self._dir.rmdir()
 
@@ -86,8 +105,8 @@ def running(
 ) -> Iterator[WorkerProcesses]:
     """Worker processes that are stopped (and their files removed) on leaving."""
     procs = WorkerProcesses(kind, dsn, config, count, poll_interval)
-    procs.start()
     try:
+        procs.start()
         yield procs
     finally:
         procs.stop()

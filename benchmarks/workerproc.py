@@ -7,6 +7,11 @@ it started, and when it was enqueued (for the latency scenario); the process
 writes these notes to LEDGER when it stops (SIGTERM). The harness reads every
 ledger afterwards to check that each job ran exactly once and to time the run.
 The notes cost a list append per job, on both sides alike.
+
+With --ready and --go, the process says it is ready (it can act on SIGTERM)
+by creating the --ready file, then waits for the --go file before it claims:
+the harness starts every process of a run together, and never stops one that
+could not yet write its ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,15 @@ def read_ledgers(paths: list[Path]) -> list[Note]:
     return notes
 
 
+def wait_for_go(args: argparse.Namespace, stopping: Callable[[], bool]) -> None:
+    """Say ready, then wait until the harness says go (or a stop is asked for)."""
+    if args.ready is None or args.go is None:
+        return
+    args.ready.touch()
+    while not args.go.exists() and not stopping():
+        time.sleep(0.005)
+
+
 def run_pyqueue(args: argparse.Namespace, ledger: Ledger) -> None:
     from pyqueue.worker import Worker
 
@@ -74,6 +89,17 @@ def run_pyqueue(args: argparse.Namespace, ledger: Ledger) -> None:
         def handle(payload: Any, job: Any) -> None:
             ledger.note(payload)
 
+    # Until run() installs its own handlers: Worker.stop() before run() makes
+    # run() return as soon as it starts.
+    stop_requests: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        stop_requests.append(signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    wait_for_go(args, lambda: bool(stop_requests))
     worker.run(args.dsn)
 
 
@@ -91,6 +117,7 @@ def run_raw(args: argparse.Namespace, ledger: Ledger) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    wait_for_go(args, lambda: stopping)
     with (
         psycopg.connect(args.dsn, autocommit=True) as conn,
         psycopg.connect(args.dsn, autocommit=True) as listener,
@@ -121,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--async-handler", action="store_true")
+    parser.add_argument("--ready", type=Path, help="file to create once ready")
+    parser.add_argument("--go", type=Path, help="file whose creation starts the work")
     args = parser.parse_args(argv)
     ledger = Ledger(args.ledger)
     try:
