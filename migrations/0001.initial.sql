@@ -75,7 +75,12 @@ CREATE TABLE pyqueue.jobs (
 
 -- The claim: due pending jobs of one queue, highest priority then oldest first.
 -- Only pending rows are in it, so a million finished jobs cost the claim nothing.
-CREATE INDEX jobs_claim_idx ON pyqueue.jobs (queue, priority DESC, run_at, id)
+-- Priority ascending, though the claim wants the highest first: the claim
+-- finds a queue's highest priority by scanning backwards from the newest
+-- entries, which are live. Claimed jobs leave dead entries at the oldest end
+-- of each priority until vacuum removes them; a probe from that end would walk
+-- them all, as the due-job scan that follows it already must.
+CREATE INDEX jobs_claim_idx ON pyqueue.jobs (queue, priority, run_at, id)
     WHERE status = 'pending';
 
 -- Lease recovery: running jobs by lease end.
@@ -669,7 +674,7 @@ BEGIN
         FROM unnest(queues) AS q(name)
         CROSS JOIN LATERAL (
             -- The distinct priorities of the queue's pending jobs, highest
-            -- first, one index probe each (a "skip scan"). Then per priority,
+            -- first, one backward index probe each (a "skip scan"). Then per priority,
             -- the due jobs by run_at: (queue, priority, run_at <= now()) is one
             -- index range that ends at the first job not yet due. Scanning
             -- (queue, priority DESC, run_at) in one pass instead would read

@@ -79,7 +79,7 @@ BEGIN
         FROM unnest(queues) AS q(name)
         CROSS JOIN LATERAL (
             -- The distinct priorities of the queue's pending jobs, highest
-            -- first, one index probe each (a "skip scan"). Then per priority,
+            -- first, one backward index probe each (a "skip scan"). Then per priority,
             -- the due jobs by run_at: (queue, priority, run_at <= now()) is one
             -- index range that ends at the first job not yet due. Scanning
             -- (queue, priority DESC, run_at) in one pass instead would read
