@@ -55,6 +55,13 @@ CREATE FUNCTION pyqueue.complete_batch(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
+-- One primary-key lookup per pair, whatever the statistics say: a plan cached
+-- while the table was nearly empty would otherwise hash or merge-join the whole
+-- table on every call until autovacuum next analyzes it (see claim_batch).
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     done bigint[];

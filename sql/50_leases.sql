@@ -71,6 +71,11 @@ CREATE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS i
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
+-- The lease index, whatever the statistics say: claim_batch calls this on every
+-- claim, and a plan cached while the table was nearly empty would otherwise
+-- read and sort the whole table each time until autovacuum next analyzes it.
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
 DECLARE
     retry_ids bigint[];

@@ -16,7 +16,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from helpers import claim, scalar
+import psycopg
+from helpers import claim, enqueue, scalar
 
 COMPLETED = 100_000
 PENDING_LATER = 25_000
@@ -178,3 +179,52 @@ def test_scheduled_jobs_cost_the_claim_nothing(db):
     assert buffers < 100, buffers
     claimed = claim(db, ["target"], batch_size=100)
     assert sorted(c.payload["n"] for c in claimed) == [1, 2, 3, 4, 5]
+
+
+def buffers_used(conn, query: str, params: list[Any]) -> int:
+    """Shared buffers a call reads, the SQL run inside the function included."""
+    found = scalar(conn, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", params)
+    plan = (found if not isinstance(found, str) else json.loads(found))[0]["Plan"]
+    return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
+
+
+def test_plans_cached_on_an_empty_table_stay_on_the_indexes_as_it_grows(dsn, db):
+    """A worker's session caches the plans of claim_batch, complete_batch and
+    recover_expired on its first calls. Made on an empty table (a new queue),
+    those plans must not read the whole table once it has grown, before
+    autovacuum analyzes it again (turned off here, to hold that moment)."""
+    db.execute("ALTER TABLE pyqueue.jobs SET (autovacuum_enabled = false)")
+    db.execute("ANALYZE pyqueue.jobs")
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        # More calls than PostgreSQL makes before it settles on a cached plan.
+        for _ in range(8):
+            enqueue(db, "fresh")
+            [job] = claim(worker, "fresh", batch_size=10)
+            scalar(worker, "SELECT pyqueue.complete_batch(%s, %s)", [[job.id], [job.lease_token]])
+            scalar(worker, "SELECT pyqueue.recover_expired()")
+
+        db.execute(
+            f"""
+            INSERT INTO pyqueue.jobs (queue, payload, max_attempts)
+            SELECT 'fresh', jsonb_build_object('n', n), 3 FROM generate_series(1, {COMPLETED}) n
+            """
+        )
+        table_pages = scalar(db, "SELECT pg_relation_size('pyqueue.jobs') / 8192")
+        assert table_pages > 1000
+
+        claimed = claim(worker, "fresh", batch_size=10)
+        used = {
+            "claim_batch": buffers_used(
+                worker,
+                "SELECT * FROM pyqueue.claim_batch(%s, 'w1', 10, '30 seconds')",
+                [["fresh"]],
+            ),
+            "complete_batch": buffers_used(
+                worker,
+                "SELECT * FROM pyqueue.complete_batch(%s, %s)",
+                [[c.id for c in claimed], [c.lease_token for c in claimed]],
+            ),
+            "recover_expired": buffers_used(worker, "SELECT pyqueue.recover_expired()", []),
+        }
+    # Index lookups read tens of pages; a scan of the table reads all of them.
+    assert all(pages < 200 for pages in used.values()), (used, table_pages)
