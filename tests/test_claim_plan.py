@@ -65,6 +65,14 @@ def explain(db, query: str, params: list[Any] | None = None) -> list[dict[str, A
     return list(plan_nodes(found if not isinstance(found, str) else json.loads(found)))
 
 
+def buffers_used(conn, query: str, params: list[Any] | None = None) -> int:
+    """Shared buffers a statement reads when run (a function call: the SQL run
+    inside it included)."""
+    found = scalar(conn, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", params)
+    plan = (found if not isinstance(found, str) else json.loads(found))[0]["Plan"]
+    return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
+
+
 def assert_reads_the_claim_index(nodes: list[dict[str, Any]]) -> None:
     """The pick reads jobs through the claim index only: the probe for the
     highest priority backwards, from the newest entries (claimed jobs leave dead
@@ -172,20 +180,11 @@ def test_scheduled_jobs_cost_the_claim_nothing(db):
         statement = statement.replace(value, literal)
     db.execute("SET search_path = pyqueue, pg_temp")
     with db.transaction(force_rollback=True):
-        analyzed = scalar(db, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
-    top = analyzed[0]["Plan"]
-    buffers = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+        buffers = buffers_used(db, statement)
     # A pass over 25,000 index entries would touch well over a hundred pages.
     assert buffers < 100, buffers
     claimed = claim(db, ["target"], batch_size=100)
     assert sorted(c.payload["n"] for c in claimed) == [1, 2, 3, 4, 5]
-
-
-def buffers_used(conn, query: str, params: list[Any]) -> int:
-    """Shared buffers a call reads, the SQL run inside the function included."""
-    found = scalar(conn, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", params)
-    plan = (found if not isinstance(found, str) else json.loads(found))[0]["Plan"]
-    return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
 
 
 def test_plans_cached_on_an_empty_table_stay_on_the_indexes_as_it_grows(dsn, db):
