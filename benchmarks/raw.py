@@ -4,7 +4,8 @@ A plain table with one partial index over pending jobs, in the claim's order.
 Enqueue is an INSERT (plus a NOTIFY where a worker waits for it); a claim is one
 UPDATE over a FOR UPDATE SKIP LOCKED pick that commits the lease, so a claimed
 job survives the worker's crash as pyqueue's does; finishing is one set-based
-DELETE of the batch. No validation, no defaults lookup, no fencing token, no
+DELETE of the batch. Arrays go in binary, as pyqueue's client sends them.
+No validation, no defaults lookup, no fencing token, no
 history: every figure pyqueue shows is compared with this, on the same server,
 in the same run.
 """
@@ -46,14 +47,14 @@ SELECT id, pg_notify('{CHANNEL}', queue) FROM job
 
 INSERT_MANY = """
 INSERT INTO bench_raw.jobs (queue, payload)
-SELECT %s, p FROM unnest(%s::jsonb[]) AS p
+SELECT %s, p FROM unnest(%b::jsonb[]) AS p
 RETURNING id
 """
 
 INSERT_MANY_NOTIFY = f"""
 WITH jobs AS (
     INSERT INTO bench_raw.jobs (queue, payload)
-    SELECT %s, p FROM unnest(%s::jsonb[]) AS p
+    SELECT %s, p FROM unnest(%b::jsonb[]) AS p
     RETURNING id
 )
 SELECT count(*), pg_notify('{CHANNEL}', %s) FROM jobs

@@ -413,6 +413,23 @@ BEGIN
 END;
 $$;
 
+-- _refuse_payload(queue, payload): called when enqueue's insert added nothing.
+-- Raises, naming why, if the payload is NULL or over the queue's size limit,
+-- or the defaults row '*' is missing. Returns if the payload is accepted: the
+-- key was held, or the limit was raised since the insert.
+CREATE FUNCTION pyqueue._refuse_payload(queue text, payload jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM pyqueue._check_payload('payload', payload,
+                                   (pyqueue.queue_settings(queue)).max_payload_bytes);
+    IF NOT EXISTS (SELECT 1 FROM pyqueue.queues WHERE name = '*') THEN
+        RAISE EXCEPTION 'pyqueue: the defaults row ''*'' is missing from pyqueue.queues'
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END;
+$$;
+
 -- enqueue(queue, payload, run_at, delay, priority, max_attempts,
 --         idempotency_key, backoff_base, backoff_max) -> bigint (the job id)
 -- Adds one pending job, due at run_at, or after delay, or now. Higher priority
@@ -451,12 +468,36 @@ BEGIN
                                    enqueue.backoff_base, enqueue.backoff_max);
     END IF;
 
-    -- A retry loop, because the job holding the key can vanish (purged, dead-
-    -- lettered) between our failed insert and our lookup.
+    -- Each loop below runs once but for a race: the queue's size limit raised,
+    -- or the job holding the key removed, between a statement and the next.
+    IF enqueue.idempotency_key IS NULL THEN
+        -- Without a key there is nothing to conflict with, so a plain insert:
+        -- ON CONFLICT makes every insert speculative (a lock, and one more WAL
+        -- record to confirm it), whether or not the row has a key.
+        LOOP
+            -- The queue's settings (its own row, else the defaults row '*') are
+            -- read by the insert itself; a payload over the queue's size limit,
+            -- or NULL, inserts nothing.
+            INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
+                              backoff_base, backoff_max)
+            SELECT enqueue.queue, enqueue.payload,
+                   coalesce(enqueue.run_at, now() + enqueue.delay, now()), enqueue.priority,
+                   coalesce(enqueue.max_attempts, q.max_attempts, d.max_attempts),
+                   enqueue.backoff_base, enqueue.backoff_max
+            FROM queues d
+            LEFT JOIN queues q ON q.name = enqueue.queue
+            WHERE d.name = '*'
+              AND pg_column_size(enqueue.payload) <= coalesce(q.max_payload_bytes, d.max_payload_bytes)
+            RETURNING id INTO job_id;
+            EXIT WHEN job_id IS NOT NULL;
+            PERFORM _refuse_payload(enqueue.queue, enqueue.payload);
+        END LOOP;
+        PERFORM pg_notify('pyqueue_jobs', enqueue.queue);
+        RETURN job_id;
+    END IF;
+
     LOOP
-        -- The queue's settings (its own row, else the defaults row '*') are read
-        -- by the insert itself; a payload over the queue's size limit, or NULL,
-        -- inserts nothing.
+        -- The same insert, skipping a key that the queue already holds.
         INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
                           idempotency_key, backoff_base, backoff_max)
         SELECT enqueue.queue, enqueue.payload,
@@ -476,12 +517,7 @@ BEGIN
 
         -- Nothing inserted: the payload was refused (this raises, naming why),
         -- or the key is held by a job whose id we return.
-        PERFORM _check_payload('payload', enqueue.payload,
-                               (queue_settings(enqueue.queue)).max_payload_bytes);
-        IF enqueue.idempotency_key IS NULL THEN
-            RAISE EXCEPTION 'pyqueue: the defaults row ''*'' is missing from pyqueue.queues'
-                USING ERRCODE = 'undefined_object';
-        END IF;
+        PERFORM _refuse_payload(enqueue.queue, enqueue.payload);
         SELECT id INTO job_id FROM jobs
         WHERE queue = enqueue.queue AND idempotency_key = enqueue.idempotency_key;
         IF job_id IS NOT NULL THEN
@@ -551,10 +587,27 @@ BEGIN
     END IF;
 
     -- Ids are drawn first so that each payload keeps its position: RETURNING
-    -- gives no order. Keys already held are skipped by the insert and looked up
-    -- in the next statement, whose snapshot sees rows that concurrent enqueues
-    -- committed while the insert waited on them.
+    -- gives no order.
     ids := ARRAY(SELECT nextval('jobs_id_seq') FROM generate_series(1, cardinality(payloads)));
+    IF idempotency_keys IS NULL THEN
+        -- No keys: a plain insert, spared the speculative insertion of ON
+        -- CONFLICT (see enqueue) and the ordering by key below.
+        INSERT INTO jobs (id, queue, payload, run_at, priority, max_attempts,
+                          backoff_base, backoff_max)
+        OVERRIDING SYSTEM VALUE
+        SELECT p.id, enqueue_batch.queue, p.payload,
+               coalesce(enqueue_batch.run_at, now() + enqueue_batch.delay, now()),
+               enqueue_batch.priority, coalesce(enqueue_batch.max_attempts, settings.max_attempts),
+               enqueue_batch.backoff_base, enqueue_batch.backoff_max
+        FROM unnest(ids, payloads) AS p(id, payload);
+        PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
+        RETURN QUERY SELECT unnest(ids);
+        RETURN;
+    END IF;
+
+    -- Keys already held are skipped by the insert and looked up in the next
+    -- statement, whose snapshot sees rows that concurrent enqueues committed
+    -- while the insert waited on them.
     INSERT INTO jobs (id, queue, payload, run_at, priority, max_attempts,
                       idempotency_key, backoff_base, backoff_max)
     OVERRIDING SYSTEM VALUE
@@ -570,10 +623,6 @@ BEGIN
     ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
     PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
 
-    IF idempotency_keys IS NULL THEN
-        RETURN QUERY SELECT unnest(ids);
-        RETURN;
-    END IF;
     resolved := ARRAY(
         SELECT coalesce(fresh.id, held.id)
         FROM unnest(ids, idempotency_keys) WITH ORDINALITY AS x(id, key, ord)

@@ -192,12 +192,20 @@ class Queue:
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
-        documents = [to_json(p, f"payloads[{i}]") for i, p in enumerate(payloads, 1)]
+        try:
+            documents = [to_json(p) for p in payloads]
+        except InvalidPayload:
+            # Encode again, naming each, so that the error says which one.
+            for i, p in enumerate(payloads, 1):
+                to_json(p, f"payloads[{i}]")
+            raise
         keys = list(idempotency_keys) if idempotency_keys is not None else None
         with self._connection(conn) as c:
+            # The arrays go in binary (%b): as text, psycopg quotes and escapes
+            # every element, which took longer than the insert itself.
             rows = c.execute(
-                "SELECT * FROM pyqueue.enqueue_batch(%s, %s::jsonb[], run_at => %s, delay => %s,"
-                " priority => %s, max_attempts => %s, idempotency_keys => %s::text[])",
+                "SELECT * FROM pyqueue.enqueue_batch(%s, %b::jsonb[], run_at => %s, delay => %s,"
+                " priority => %s, max_attempts => %s, idempotency_keys => %b::text[])",
                 [
                     queue,
                     documents,
