@@ -984,10 +984,14 @@ def test_a_payload_over_the_queue_limit_is_refused_whole(db):
     assert enqueue(db, "small", '"short"')
     big = '"' + "x" * 200 + '"'
     with writes_nothing(db):
-        error = sqlstate_of(db, "SELECT pyqueue.enqueue('small', %s::jsonb)", [big])
-        assert error.sqlstate == "54000"
-        assert "payload is" in error.diag.message_primary
-        assert "over the queue's limit of 100 bytes" in error.diag.message_primary
+        # With a key or without: the two take different inserts.
+        for key in [None, "k"]:
+            error = sqlstate_of(
+                db, "SELECT pyqueue.enqueue('small', %s::jsonb, idempotency_key => %s)", [big, key]
+            )
+            assert error.sqlstate == "54000"
+            assert "payload is" in error.diag.message_primary
+            assert "over the queue's limit of 100 bytes" in error.diag.message_primary
         error = sqlstate_of(
             db, "SELECT pyqueue.enqueue_batch('small', ARRAY['1', %s]::jsonb[])", [big]
         )
@@ -1000,10 +1004,13 @@ def test_a_payload_over_the_queue_limit_is_refused_whole(db):
 def test_enqueue_without_the_defaults_row_raises_instead_of_looping(db):
     # Only the schema's owner can delete it; enqueue must then fail, not spin.
     db.execute("DELETE FROM pyqueue.queues WHERE name = '*'")
-    with writes_nothing(db):
-        error = sqlstate_of(db, "SELECT pyqueue.enqueue('q', '{}')")
-    assert error.sqlstate == "42704"
-    assert "defaults row '*' is missing" in error.diag.message_primary
+    for key in [None, "k"]:
+        with writes_nothing(db):
+            error = sqlstate_of(
+                db, "SELECT pyqueue.enqueue('q', '{}', idempotency_key => %s)", [key]
+            )
+        assert error.sqlstate == "42704"
+        assert "defaults row '*' is missing" in error.diag.message_primary
 
 
 # ---------------------------------------------------------------- views
