@@ -90,6 +90,9 @@ def settings(db: BenchDatabase, config: Config, quick: bool) -> dict[str, Any]:
         "backlog due / small / large": (
             f"{config.backlog_due:,} / {config.backlog_small:,} / {config.backlog_large:,}"
         ),
+        "backlog rounds x jobs (per side and size)": (
+            f"{config.backlog_rounds} x {config.backlog_round_jobs:,}"
+        ),
         "soak seconds / window": f"{config.soak_seconds:g} / {config.soak_window_seconds:g}",
         "cpus": os.cpu_count(),
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),

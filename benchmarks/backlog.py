@@ -5,8 +5,10 @@ one adds jobs that must not be claimed: half due a day later on the same queue,
 half due now on ten other queues. Those rows are inserted straight into the
 tables with generate_series (setup, not measured), then the tables are vacuumed
 and analysed. One connection claims a batch and completes it, in two
-transactions, until most due jobs are done: pyqueue with claim_batch and
-complete_batch, the baseline with its UPDATE ... SKIP LOCKED and DELETE.
+transactions, in rounds of a few thousand jobs that alternate between the two
+sides: pyqueue with claim_batch and complete_batch, the baseline with its
+UPDATE ... SKIP LOCKED and DELETE. After each round as many new due jobs are
+added (not timed), so that every round sees the backlog it started with.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ SELECT CASE WHEN g <= %(due)s OR g %% 2 = 0 THEN %(queue)s ELSE 'other-' || g %%
        CASE WHEN g <= %(due)s OR g %% 2 = 1 THEN now() - interval '1 second'
             ELSE now() + interval '1 day' + g * interval '1 millisecond' END
 FROM generate_series(1, %(total)s) AS g
+"""
+
+# Top-ups after a round: `jobs` new due jobs on the measured queue.
+PYQUEUE_REFILL = """
+INSERT INTO pyqueue.jobs (queue, payload, run_at, max_attempts)
+SELECT %(queue)s, jsonb_build_object('n', g), now() - interval '1 second', 3
+FROM generate_series(1, %(jobs)s) AS g
+"""
+
+RAW_REFILL = """
+INSERT INTO bench_raw.jobs (queue, payload, run_at)
+SELECT %(queue)s, jsonb_build_object('n', g), now() - interval '1 second'
+FROM generate_series(1, %(jobs)s) AS g
 """
 
 PYQUEUE_CLAIM = "SELECT id, lease_token FROM pyqueue.claim_batch(%s, 'bench-backlog', %s)"
@@ -81,8 +96,9 @@ def _measure(db: BenchDatabase, total: int, config: Config) -> tuple[float, floa
         conn.execute(RAW_FILL, fill)
         db.settle(conn)
     fill_seconds = time.perf_counter() - started
-    # Leave a tenth of the due jobs unclaimed: no round ever finds the queue empty.
-    per_round = int(config.backlog_due * 0.9) // config.backlog_rounds
+    per_round = config.backlog_round_jobs
+    assert per_round < config.backlog_due, "a round must not find the queue empty"
+    refill = {"queue": QUEUE, "jobs": per_round}
     rates: dict[str, list[float]] = {"pyqueue": [], "raw": []}
     with db.connect() as conn:
         for n in range(config.backlog_rounds):
@@ -90,8 +106,10 @@ def _measure(db: BenchDatabase, total: int, config: Config) -> tuple[float, floa
             for side in order:
                 if side == "pyqueue":
                     rates[side].append(_pyqueue_round(conn, per_round, config.batch_size))
+                    conn.execute(PYQUEUE_REFILL, refill)
                 else:
                     rates[side].append(_raw_round(conn, per_round, config.batch_size))
+                    conn.execute(RAW_REFILL, refill)
     # Harmonic means: the rate over all rounds' jobs and time together.
     return (
         len(rates["pyqueue"]) / sum(1 / r for r in rates["pyqueue"]),

@@ -27,11 +27,13 @@ class Config:
     # 3. latency
     latency_jobs: int = 500
     latency_interval: float = 0.01
-    # 4. backlog: jobs due on the measured queue, total jobs in the table
+    # 4. backlog: jobs due on the measured queue, total jobs in the table, and
+    # rounds per side of claim+complete, each topped up again afterwards
     backlog_due: int = 10_000
     backlog_small: int = 10_000
     backlog_large: int = 1_000_000
-    backlog_rounds: int = 3
+    backlog_rounds: int = 8
+    backlog_round_jobs: int = 3_000
     # 5. soak
     soak_seconds: float = 300.0
     soak_rate: float | None = None  # jobs/s; None: a share of the measured drain rate
@@ -54,5 +56,6 @@ QUICK = Config(
     backlog_small=2_000,
     backlog_large=50_000,
     backlog_rounds=2,
+    backlog_round_jobs=500,
     soak_seconds=10.0,
 )

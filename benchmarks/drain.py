@@ -40,7 +40,7 @@ def fill(db: BenchDatabase, kind: str, jobs: int) -> None:
             payloads = [{"n": n} for n in range(first, min(first + CHUNK, jobs))]
             if kind == "pyqueue":
                 conn.execute(
-                    "SELECT count(*) FROM pyqueue.enqueue_batch(%s, %s::jsonb[])",
+                    "SELECT count(*) FROM pyqueue.enqueue_batch(%s, %b::jsonb[])",
                     [QUEUE, [Jsonb(p) for p in payloads]],
                 )
             else:
