@@ -4,10 +4,9 @@ A plain table with one partial index over pending jobs, in the claim's order.
 Enqueue is an INSERT (plus a NOTIFY where a worker waits for it); a claim is one
 UPDATE over a FOR UPDATE SKIP LOCKED pick that commits the lease, so a claimed
 job survives the worker's crash as pyqueue's does; finishing is one set-based
-DELETE of the batch. Arrays go in binary, as pyqueue's client sends them.
-No validation, no defaults lookup, no fencing token, no
-history: every figure pyqueue shows is compared with this, on the same server,
-in the same run.
+DELETE of the batch. Arrays go in binary, as pyqueue's client sends them. No
+validation, no defaults lookup, no fencing token, no history: every figure
+pyqueue shows is compared with this, on the same server, in the same run.
 """
 
 from __future__ import annotations
