@@ -42,19 +42,6 @@ SELECT CASE WHEN g <= %(due)s OR g %% 2 = 0 THEN %(queue)s ELSE 'other-' || g %%
 FROM generate_series(1, %(total)s) AS g
 """
 
-# Top-ups after a round: `jobs` new due jobs on the measured queue.
-PYQUEUE_REFILL = """
-INSERT INTO pyqueue.jobs (queue, payload, run_at, max_attempts)
-SELECT %(queue)s, jsonb_build_object('n', g), now() - interval '1 second', 3
-FROM generate_series(1, %(jobs)s) AS g
-"""
-
-RAW_REFILL = """
-INSERT INTO bench_raw.jobs (queue, payload, run_at)
-SELECT %(queue)s, jsonb_build_object('n', g), now() - interval '1 second'
-FROM generate_series(1, %(jobs)s) AS g
-"""
-
 PYQUEUE_CLAIM = "SELECT id, lease_token FROM pyqueue.claim_batch(%s, 'bench-backlog', %s)"
 PYQUEUE_COMPLETE = "SELECT count(*) FROM pyqueue.complete_batch(%s, %s)"
 
@@ -98,7 +85,8 @@ def _measure(db: BenchDatabase, total: int, config: Config) -> tuple[float, floa
     fill_seconds = time.perf_counter() - started
     per_round = config.backlog_round_jobs
     assert per_round < config.backlog_due, "a round must not find the queue empty"
-    refill = {"queue": QUEUE, "jobs": per_round}
+    # The fill again, all of it due on the measured queue: the top-up after a round.
+    refill = {"due": per_round, "total": per_round, "queue": QUEUE}
     rates: dict[str, list[float]] = {"pyqueue": [], "raw": []}
     with db.connect() as conn:
         for n in range(config.backlog_rounds):
@@ -106,10 +94,10 @@ def _measure(db: BenchDatabase, total: int, config: Config) -> tuple[float, floa
             for side in order:
                 if side == "pyqueue":
                     rates[side].append(_pyqueue_round(conn, per_round, config.batch_size))
-                    conn.execute(PYQUEUE_REFILL, refill)
+                    conn.execute(PYQUEUE_FILL, refill)
                 else:
                     rates[side].append(_raw_round(conn, per_round, config.batch_size))
-                    conn.execute(RAW_REFILL, refill)
+                    conn.execute(RAW_FILL, refill)
     # Harmonic means: the rate over all rounds' jobs and time together.
     return (
         len(rates["pyqueue"]) / sum(1 / r for r in rates["pyqueue"]),
