@@ -14,24 +14,27 @@ from pyqueue.jobs import ClaimedJob
 from pyqueue.worker.context import JobContext
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Held:
-    """A job claimed by this worker, from the claim until its outcome is stored."""
+    """A job claimed by this worker, from the claim until its outcome is stored.
+
+    The outcome is set on the event loop when the handler is done (`finished`):
+    its result, or its error (and traceback) when it failed. One object per job
+    from claim to storage, because the worker's event loop is its bottleneck and
+    every object allocated per job costs it allocation and garbage collection.
+    """
 
     job: ClaimedJob
     context: JobContext
     finished: bool = False  # the handler is done; its outcome is on the way to SQL
     lost: bool = False  # a heartbeat found the lease gone (already logged)
-
-
-@dataclass(eq=False)
-class Outcome:
-    """A handler's result (error is None) or its failure."""
-
-    held: Held
     result: Jsonb | None = None
-    error: str | None = None
+    error: str | None = None  # None: the handler succeeded
     traceback: str | None = None
+
+
+# What a handler produced: (result, error, traceback); error None is a success.
+Outcome = tuple["Jsonb | None", "str | None", "str | None"]
 
 
 class UnserialisableResult(Exception):
@@ -53,10 +56,10 @@ def sql_text(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def failure(held: Held, error: BaseException) -> Outcome:
+def failure(error: BaseException) -> Outcome:
     """The outcome of a handler that raised: its message and formatted traceback."""
     if isinstance(error, UnserialisableResult):
-        return Outcome(held, error=str(error))
+        return None, str(error), None
     message = str(error) or type(error).__name__
     trace = "".join(traceback.format_exception(error))
-    return Outcome(held, error=sql_text(message), traceback=sql_text(trace))
+    return None, sql_text(message), sql_text(trace)

@@ -35,16 +35,19 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from pyqueue.jobs import ClaimedJob
 from pyqueue.worker.connection import Reconnecting, Stopping
 from pyqueue.worker.context import JobContext
-from pyqueue.worker.outcome import Held, Outcome, encode_result, failure, sql_text
+from pyqueue.worker.outcome import Held, encode_result, failure, sql_text
 from pyqueue.worker.threads import DaemonThreads
 
 logger = logging.getLogger("pyqueue.worker")
 
 Handler = Callable[[Any, JobContext], Any]
+# A plain handler's outcome, posted by its thread: (held, result, error, traceback).
+Posted = tuple[Held, "Jsonb | None", "str | None", "str | None"]
 
 JOBS_CHANNEL = "pyqueue_jobs"
 # Arrays go in binary (%b): as text, psycopg quotes and escapes each element
@@ -108,15 +111,17 @@ class Session:
         self.running = 0  # handlers started and not finished
         # Claim again, while handlers run, once this many slots are free.
         self.enough_free = max(1, min(settings.batch_size, settings.concurrency) // 2)
-        self.results: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.results: asyncio.Queue[Held] = asyncio.Queue()  # finished, outcome to store
         # Async handlers, and finished jobs waiting for their last progress report.
         self.handler_tasks: set[asyncio.Task[None]] = set()
-        self.threads = DaemonThreads(settings.concurrency, "pyqueue-handler")
+        self.threads = DaemonThreads(settings.concurrency, "pyqueue-handler", self._run_plain)
         self.runs_async = {queue: is_async(handler) for queue, handler in handlers.items()}
-        # Outcomes of plain handlers, posted by their threads, not yet taken by the loop.
-        self.posted: list[Outcome] = []
+        # Outcomes of plain handlers, posted by their threads, not yet taken by
+        # the loop: (held, result, error, traceback).
+        self.posted: list[Posted] = []
         self.posted_lock = threading.Lock()
         self.loop = asyncio.get_running_loop()
+        self.send_progress = self._send_progress  # bound once, not once per job
 
     # The claimer, and the whole run around it.
 
@@ -253,9 +258,11 @@ class Session:
                 )
             for held in unfinished:
                 held.finished = True
+                held.error = (
+                    f"the worker stopped before the handler finished (grace period {grace} s)"
+                )
                 self.running -= 1
-                message = f"the worker stopped before the handler finished (grace period {grace} s)"
-                self.results.put_nowait(Outcome(held, error=message))
+                self.results.put_nowait(held)
         try:
             await asyncio.wait_for(self.results.join(), FINAL_WRITES_SECONDS)
         except TimeoutError:
@@ -274,74 +281,81 @@ class Session:
     # Running handlers.
 
     def _start(self, job: ClaimedJob) -> None:
-        held = Held(job, JobContext(job, self.loop, self._send_progress))
+        held = Held(job, JobContext(job, self.loop, self.send_progress))
         self.held[job.id] = held
         self.running += 1
-        handler = self.handlers[job.queue]
         if self.runs_async[job.queue]:
-            self._track(self._run_async(held, handler))
+            self._track(self._run_async(held))
         else:
-            self.threads.submit(lambda: self._run_plain(held, handler))
+            self.threads.submit(held)
 
     def _track(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self.handler_tasks.add(task)
         task.add_done_callback(self.handler_tasks.discard)
 
-    async def _run_async(self, held: Held, handler: Handler) -> None:
+    async def _run_async(self, held: Held) -> None:
+        handler = self.handlers[held.job.queue]
         try:
-            outcome = Outcome(
-                held, result=encode_result(await handler(held.job.payload, held.context))
-            )
+            result = encode_result(await handler(held.job.payload, held.context))
         except BaseException as error:  # SystemExit in a handler fails its job, not the worker
             task = asyncio.current_task()
             if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
                 raise  # cancelled by the worker: stopping at once, or the grace period is over
-            outcome = failure(held, error)
-        self._finished(outcome)
+            self._finished(held, *failure(error))
+            return
+        self._finished(held, result, None, None)
 
-    def _run_plain(self, held: Held, handler: Handler) -> None:
+    def _run_plain(self, held: Held) -> None:
         """On a handler thread: run the handler, post its outcome to the loop."""
+        handler = self.handlers[held.job.queue]
         try:
-            outcome = Outcome(held, result=encode_result(handler(held.job.payload, held.context)))
+            posted: Posted = (
+                held,
+                encode_result(handler(held.job.payload, held.context)),
+                None,
+                None,
+            )
         except BaseException as error:
-            outcome = failure(held, error)
+            posted = (held, *failure(error))
         # RuntimeError: the loop is closed, the worker stopped at once.
         with contextlib.suppress(RuntimeError):
             if held.context.reported:
                 # After its progress reports, which took this same way to the loop.
-                self.loop.call_soon_threadsafe(self._finished, outcome)
+                self.loop.call_soon_threadsafe(self._finished, *posted)
                 return
             with self.posted_lock:
-                self.posted.append(outcome)
+                self.posted.append(posted)
                 first = len(self.posted) == 1  # else _take_posted is already due
             if first:
                 self.loop.call_soon_threadsafe(self._take_posted)
 
     def _take_posted(self) -> None:
         with self.posted_lock:
-            outcomes, self.posted = self.posted, []
-        for outcome in outcomes:
-            self._finished(outcome)
+            posted, self.posted = self.posted, []
+        for held, result, error, trace in posted:
+            self._finished(held, result, error, trace)
 
-    def _finished(self, outcome: Outcome) -> None:
+    def _finished(
+        self, held: Held, result: Jsonb | None, error: str | None, trace: str | None
+    ) -> None:
         """A handler is done: free its slot and queue its outcome for storing."""
-        held = outcome.held
         if held.finished:  # failed already, at the end of the grace period
             return
         held.finished = True
+        held.result, held.error, held.traceback = result, error, trace
         self.running -= 1
         self.slot_free.set()
         if held.context.reporting:  # its last progress report first, not lost after completion
-            self._track(self._queue_after_reports(outcome))
+            self._track(self._queue_after_reports(held))
         else:
-            self.results.put_nowait(outcome)
+            self.results.put_nowait(held)
 
-    async def _queue_after_reports(self, outcome: Outcome) -> None:
+    async def _queue_after_reports(self, held: Held) -> None:
         try:
-            await outcome.held.context.flushed(PROGRESS_FLUSH_SECONDS)
+            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
         finally:
-            self.results.put_nowait(outcome)
+            self.results.put_nowait(held)
 
     async def _send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
         text = None if message is None else sql_text(message)
@@ -355,58 +369,58 @@ class Session:
             while not self.results.empty() and len(batch) < RECORD_BATCH:
                 batch.append(self.results.get_nowait())
             try:
-                await self._record([o for o in batch if o.error is None])
-                for outcome in batch:
-                    if outcome.error is not None:
-                        await self._record_failure(outcome)
+                await self._record([h for h in batch if h.error is None])
+                for held in batch:
+                    if held.error is not None:
+                        await self._record_failure(held)
             except Exception:
                 logger.exception(
                     "could not store outcomes of jobs %s: they run again when their lease expires",
-                    [o.held.job.id for o in batch],
+                    [h.job.id for h in batch],
                 )
-                for outcome in batch:
-                    self._forget(outcome.held)
+                for held in batch:
+                    self._forget(held)
             finally:
                 for _ in batch:
                     self.results.task_done()
 
-    async def _record(self, successes: list[Outcome]) -> None:
+    async def _record(self, successes: list[Held]) -> None:
         """complete_batch for all of them; one by one if the database refuses a result."""
         if not successes:
             return
-        jobs = [o.held.job for o in successes]
-        results = [o.result for o in successes]
+        results = [h.result for h in successes]
         try:
             rows = await self.outcome_db.call(
                 COMPLETE_BATCH,
                 [
-                    [j.id for j in jobs],
-                    [j.lease_token for j in jobs],
+                    [h.job.id for h in successes],
+                    [h.job.lease_token for h in successes],
                     None if all(r is None for r in results) else results,
                 ],
             )
         except psycopg.DataError as error:
             if len(successes) > 1:
-                for outcome in successes:
-                    await self._record([outcome])
+                for held in successes:
+                    await self._record([held])
                 return
-            message = f"the database refused the handler's result: {error}"
-            await self._record_failure(Outcome(successes[0].held, error=sql_text(message)))
+            held = successes[0]
+            held.error = sql_text(f"the database refused the handler's result: {error}")
+            await self._record_failure(held)
             return
         completed = {row[0] for row in rows}
-        for outcome in successes:
-            if outcome.held.job.id not in completed:
-                self._log_lost(outcome.held, "its result was not stored")
-            self._forget(outcome.held)
+        for held in successes:
+            if held.job.id not in completed:
+                self._log_lost(held, "its result was not stored")
+            self._forget(held)
 
-    async def _record_failure(self, outcome: Outcome) -> None:
-        job = outcome.held.job
+    async def _record_failure(self, held: Held) -> None:
+        job = held.job
         rows = await self.outcome_db.call(
-            FAIL, [job.id, job.lease_token, outcome.error, outcome.traceback]
+            FAIL, [job.id, job.lease_token, held.error, held.traceback]
         )
         status = rows[0][0]
         if status == "lost":
-            self._log_lost(outcome.held, "its failure was not stored")
+            self._log_lost(held, "its failure was not stored")
         elif status == "dead":
             logger.warning(
                 "job %s (%s) failed on attempt %s of %s and is dead-lettered: %s",
@@ -414,7 +428,7 @@ class Session:
                 job.queue,
                 job.attempt,
                 job.max_attempts,
-                outcome.error,
+                held.error,
             )
         else:
             logger.warning(
@@ -423,9 +437,9 @@ class Session:
                 job.queue,
                 job.attempt,
                 job.max_attempts,
-                outcome.error,
+                held.error,
             )
-        self._forget(outcome.held)
+        self._forget(held)
 
     def _forget(self, held: Held) -> None:
         if self.held.get(held.job.id) is held:

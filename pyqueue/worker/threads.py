@@ -3,8 +3,9 @@
 Not concurrent.futures.ThreadPoolExecutor: its threads are joined when the
 interpreter exits, so a handler stuck in a call would keep a worker that was
 told to stop at once (second SIGTERM) alive. Daemon threads end with the process.
-No Future per call either: the calls report their outcome themselves (the
-session batches those reports), which is most of the cost of a short job.
+No Future and no closure per call either: the threads pass each item to one
+function, which reports its outcome itself (the session batches those reports);
+for a short job, those objects were most of its cost.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 logger = logging.getLogger("pyqueue.worker")
 
+Item = TypeVar("Item")
 
-class DaemonThreads:
-    """`size` daemon threads taking calls from one queue, in order."""
 
-    def __init__(self, size: int, name: str) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+class DaemonThreads(Generic[Item]):
+    """`size` daemon threads calling `run(item)` for each item submitted, in order."""
+
+    def __init__(self, size: int, name: str, run: Callable[[Item], object]) -> None:
+        self._run = run
+        self._items: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
             for i in range(1, size + 1)
@@ -29,17 +34,17 @@ class DaemonThreads:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, call: Callable[[], object]) -> None:
-        self._calls.put(call)
+    def submit(self, item: Item) -> None:
+        self._items.put(item)
 
     def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
+        while (item := self._items.get()) is not None:
             try:
-                call()
-            except BaseException:  # the calls handle their errors; keep the thread if not
+                self._run(item)
+            except BaseException:  # run handles its errors; keep the thread if not
                 logger.exception("a handler thread's call failed")
 
     def shutdown(self) -> None:
         """Let each thread end after its current call; do not wait for them."""
         for _ in self._threads:
-            self._calls.put(None)
+            self._items.put(None)
