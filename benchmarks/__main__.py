@@ -85,7 +85,9 @@ def settings(db: BenchDatabase, config: Config, quick: bool) -> dict[str, Any]:
         "worker processes (drain)": " then ".join(map(str, config.drain_processes)),
         "worker processes (latency, soak)": 1,
         "enqueue batch": config.enqueue_batch,
-        "drain jobs": config.drain_jobs,
+        "drain jobs / runs per side (median reported)": (
+            f"{config.drain_jobs:,} / {config.drain_rounds}"
+        ),
         "latency jobs / pace": f"{config.latency_jobs} / {config.latency_interval * 1000:g} ms",
         "backlog due / small / large": (
             f"{config.backlog_due:,} / {config.backlog_small:,} / {config.backlog_large:,}"

@@ -21,9 +21,12 @@ class Config:
     enqueue_seconds: float = 8.0
     enqueue_rounds: int = 4
     enqueue_batch: int = 1000
-    # 2. drain
+    # 2. drain: runs per side and number of processes, alternating which side
+    # goes first; the median run is reported, so that one run slowed by a
+    # neighbour on the machine does not decide the figure.
     drain_jobs: int = 50_000
     drain_processes: tuple[int, ...] = (1, 2)
+    drain_rounds: int = 3
     # 3. latency
     latency_jobs: int = 500
     latency_interval: float = 0.01
@@ -51,6 +54,7 @@ QUICK = Config(
     enqueue_seconds=0.6,
     enqueue_rounds=2,
     drain_jobs=2_000,
+    drain_rounds=1,
     latency_jobs=50,
     backlog_due=2_000,
     backlog_small=2_000,
