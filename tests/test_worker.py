@@ -306,54 +306,6 @@ def test_concurrency_is_never_exceeded(dsn, queue, kind):
     assert peak == 3  # reached, never exceeded
 
 
-CLAIMING_SESSIONS = (
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-    " AND pid <> pg_backend_pid() AND query LIKE '%%pyqueue.claim_batch%%'"
-)
-
-
-def test_a_busy_worker_claims_ahead_on_a_second_connection(dsn, queue, db):
-    worker = Worker(concurrency=20, batch_size=5, **FAST)
-    now = 0
-    peak = 0
-
-    # async: not bounded by a number of threads, so a claim for more jobs
-    # than the free slots would show in the peak.
-    @worker.handler("busy")
-    async def busy(payload, job):
-        nonlocal now, peak
-        now += 1
-        peak = max(peak, now)
-        await asyncio.sleep(0.01)
-        now -= 1
-
-    ids = queue.enqueue_many("busy", [{}] * 400)
-    claiming = set()
-    with running(worker, dsn):
-        deadline = time.monotonic() + 30
-        while status(db, ids[-1]) != "completed" and time.monotonic() < deadline:
-            claiming.add(db.execute(CLAIMING_SESSIONS).fetchone()[0])
-            time.sleep(0.005)
-        jobs = [queue.wait(j, timeout=20) for j in ids]
-    assert all(j.status == "completed" and j.attempt == 1 for j in jobs)
-    assert max(claiming) == 2  # the claimer and the claimer ahead
-    assert peak == 20  # claims in flight never hand out more than the free slots
-
-
-def test_an_idle_worker_claims_on_one_connection(dsn, queue, db):
-    worker = Worker(**FAST)
-
-    @worker.handler("quiet")
-    def quiet(payload, job):
-        pass
-
-    job_id = queue.enqueue("quiet", {})
-    with running(worker, dsn):
-        queue.wait(job_id, timeout=15)
-        time.sleep(0.5)  # ten polls of an empty queue
-        assert db.execute(CLAIMING_SESSIONS).fetchone()[0] == 1
-
-
 def test_only_the_queues_it_works_are_claimed(dsn, queue):
     worker = Worker(queues=["a"], **FAST)
     ran: list[str] = []
