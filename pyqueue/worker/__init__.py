@@ -13,9 +13,7 @@ How it is built, and why:
 
 - One asyncio event loop (session.py) with psycopg's AsyncConnection: one
   connection for claims, heartbeats and progress, one for storing outcomes (so
-  that storing a burst overlaps the next claim), one for LISTEN, and while the
-  queues are busy one more for claiming the next batch while the last claim's
-  answer is on its way. `async def`
+  that storing a burst overlaps the next claim), one for LISTEN. `async def`
   handlers run on the loop; plain handlers on `concurrency` daemon threads
   (threads.py), which post their outcomes back to the loop in bursts, not one
   wake-up per job. The claimer claims only for free handler slots (at most

@@ -7,12 +7,6 @@ All of it lives on one asyncio event loop:
   handlers run it claims again only once half a batch of slots is free (or
   CLAIM_GATHER_SECONDS after the first one freed up), so that a busy worker
   makes one claim per half batch, not one per finished job;
-- the claimer ahead: while the queues are busy (the last claim came back
-  full), a second claimer does the same on a connection of its own, so that
-  the next batch is claimed while the last one's answer is on its way. A claim
-  is a round trip in which the worker does nothing else for its slots: with
-  short jobs, one claim at a time left the worker waiting on it most of the
-  time. Slots asked for by a claim in flight count as taken;
 - the handlers: an `async def` one runs as a task on the loop; a plain one on
   a daemon thread (threads.py), which hands its outcome back with the outcomes
   of the other threads in one loop callback, not one wake-up per job;
@@ -24,9 +18,8 @@ All of it lives on one asyncio event loop:
 Every state change is a call of a SQL function; Python only decides when to
 call. Outcomes are stored on a connection of their own, so that storing one
 burst overlaps the claim of the next; claims, heartbeats, progress and releases
-share another (psycopg runs one statement at a time on each); the claimer ahead
-has a third, opened once the queues are first busy; the listener a fourth. A
-job's last progress report is stored before its outcome is queued.
+share another (psycopg runs one statement at a time on each); the listener has
+a third. A job's last progress report is stored before its outcome is queued.
 """
 
 from __future__ import annotations
@@ -110,15 +103,12 @@ class Session:
         self.lease = timedelta(seconds=settings.lease)
         self.db = Reconnecting(conninfo, f"worker {name}")
         self.outcome_db = Reconnecting(conninfo, f"worker {name} (outcomes)")
-        self.ahead_db = Reconnecting(conninfo, f"worker {name} (claims ahead)")
         self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
         self.stopping = asyncio.Event()  # set by stop(): claim no more
         self.wake = asyncio.Event()  # a job may be due: claim now
-        self.slot_free = asyncio.Event()  # a handler finished, or a claim gave slots back
-        self.busy = asyncio.Event()  # the last claim came back full: claim ahead
+        self.slot_free = asyncio.Event()  # a handler finished
         self.held: dict[int, Held] = {}
         self.running = 0  # handlers started and not finished
-        self.reserved = 0  # slots asked for by claims in flight
         # Claim again, while handlers run, once this many slots are free.
         self.enough_free = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self.results: asyncio.Queue[Held] = asyncio.Queue()  # finished, outcome to store
@@ -156,57 +146,38 @@ class Session:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             self.threads.shutdown()
-            for db in (self.db, self.outcome_db, self.ahead_db, self.listen_db):
+            for db in (self.db, self.outcome_db, self.listen_db):
                 await db.close()
 
     async def _claim_until_stopped(self) -> None:
-        await asyncio.gather(
-            self._claimer(self.db, ahead=False), self._claimer(self.ahead_db, ahead=True)
-        )
-
-    async def _claimer(self, db: Reconnecting, ahead: bool) -> None:
-        """Claim for free slots until stopped; `ahead` claims only while the queues are busy."""
         while not self.stopping.is_set():
-            if ahead and not self.busy.is_set():
-                await self._wait_any(self.busy)
-                continue
             free = await self._free_slots()
             if free == 0:
                 continue
-            if not ahead:
-                # Cleared before the claim: a NOTIFY arriving during it claims again.
-                self.wake.clear()
+            # Cleared before the claim: a NOTIFY arriving during it claims again.
+            self.wake.clear()
             wanted = min(self.settings.batch_size, free)
-            self.reserved += wanted
             try:
-                jobs = await self._claim(db, wanted)
+                jobs = await self._claim(wanted)
             except Stopping:
                 break
             except psycopg.Error as error:
                 logger.error("claim failed: %s", error)
-                self.busy.clear()
                 await self._wait_any(timeout=self.settings.poll_interval)
                 continue
-            finally:
-                self.reserved -= wanted
-                self.slot_free.set()  # those it did not get are free again
             if self.stopping.is_set():
                 await self._release(jobs)
                 break
             for job in jobs:
                 self._start(job)
-            if len(jobs) == wanted:
-                self.busy.set()
-            else:
-                self.busy.clear()
-                if not ahead:  # the queues are drained: idle until woken
-                    await self._wait(self.wake, self.settings.poll_interval)
+            if len(jobs) < wanted:  # the queues are drained: idle until woken
+                await self._wait(self.wake, self.settings.poll_interval)
 
     async def _free_slots(self) -> int:
         """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
         deadline = None
         while not self.stopping.is_set():
-            free = self.settings.concurrency - self.running - self.reserved
+            free = self.settings.concurrency - self.running
             if free >= self.enough_free:
                 return free
             timeout = None
@@ -220,8 +191,8 @@ class Session:
             await self._wait(self.slot_free, timeout)
         return 0
 
-    async def _claim(self, db: Reconnecting, size: int) -> list[ClaimedJob]:
-        rows = await db.call(
+    async def _claim(self, size: int) -> list[ClaimedJob]:
+        rows = await self.db.call(
             CLAIM, [self.queues, self.name, size, self.lease], stopping=self.stopping
         )
         return [ClaimedJob(*row) for row in rows]
