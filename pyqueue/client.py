@@ -83,6 +83,22 @@ def sql_int(name: str, value: int | None, bits: int = 32) -> int | None:
     return value
 
 
+def check_queue_text(queue: str) -> None:
+    """Refuse a queue name that cannot even be sent to PostgreSQL, as SQL refuses the others.
+
+    A lone surrogate (U+D800 to U+DFFF without its pair) is not Unicode text:
+    psycopg cannot encode it, so the database's own check never sees it.
+    """
+    if isinstance(queue, str) and not queue.isascii():
+        try:
+            queue.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(
+                f"invalid queue name {queue[:120]!r}: it holds a lone surrogate, "
+                "which is not Unicode text"
+            ) from None
+
+
 def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
     """Raise if a pooled connection is unusable; the pool then replaces it.
 
@@ -171,6 +187,7 @@ class Queue:
         if priority != 0:  # None too: the database refuses it, naming it
             given["priority"] = sql_int("priority", priority)
         named = "".join(f", {name} => %s" for name in given)
+        check_queue_text(queue)
         with self._connection(conn) as c:
             row = c.execute(
                 f"SELECT pyqueue.enqueue(%s, %s{named})",
@@ -200,6 +217,7 @@ class Queue:
                 to_json(p, f"payloads[{i}]")
             raise
         keys = list(idempotency_keys) if idempotency_keys is not None else None
+        check_queue_text(queue)
         with self._connection(conn) as c:
             # The arrays go in binary (%b): as text, psycopg quotes and escapes
             # each element (3 ms per 1,000 payloads, 0.3 in binary).

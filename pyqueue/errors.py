@@ -52,9 +52,19 @@ def _classify(error: psycopg.Error) -> type[PyqueueError] | None:
 
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Re-raise database errors that the API defines as typed pyqueue errors."""
+    """Re-raise database errors that the API defines as typed pyqueue errors.
+
+    Also text arguments that cannot be encoded for the database (a lone
+    surrogate) as InvalidArgument.
+    """
     try:
         yield
+    except UnicodeEncodeError as error:
+        # Text with a lone surrogate cannot be sent at all: psycopg refuses to
+        # encode it, so no SQL function ever sees it to name it.
+        raise InvalidArgument(
+            f"{error.object!r} is not Unicode text that PostgreSQL can store ({error.reason})"
+        ) from None
     except psycopg.Error as error:
         kind = _classify(error)
         if kind is None:

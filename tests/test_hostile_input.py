@@ -169,11 +169,18 @@ def test_queue_name_with_a_nul_character(db, queue):
 
 
 def test_queue_name_and_key_with_a_lone_surrogate(db, queue):
-    # Not Unicode: Python cannot encode it for PostgreSQL and says so.
-    with Refused(db, (pyqueue.PyqueueError, UnicodeEncodeError), r"surrogates not allowed"):
+    # Not Unicode: psycopg cannot even encode it, so the client names it, as
+    # the database names the text it receives.
+    name = re.escape(repr("a\ud800"))
+    with Refused(db, pyqueue.InvalidArgument, f"invalid queue name {name}: .*lone surrogate"):
         queue.enqueue("a\ud800", {})
-    with Refused(db, (pyqueue.PyqueueError, UnicodeEncodeError), r"surrogates not allowed"):
+    with Refused(db, pyqueue.InvalidArgument, f"invalid queue name {name}: .*lone surrogate"):
+        queue.enqueue_many("a\ud800", [{}, {}])
+    key = re.escape(repr("k\udfff"))
+    with Refused(db, pyqueue.InvalidArgument, f"{key} is not Unicode text"):
         queue.enqueue("keys", {}, idempotency_key="k\udfff")
+    with Refused(db, pyqueue.InvalidArgument, f"{key} is not Unicode text"):
+        queue.enqueue_many("keys", [{}], idempotency_keys=["k\udfff"])
 
 
 def test_an_over_long_name_is_quoted_and_cut_in_the_message(db):

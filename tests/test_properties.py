@@ -152,6 +152,9 @@ bad_names = st.one_of(
 @given(name=bad_names, through=st.sampled_from(["sql", "python"]))
 def test_invalid_queue_names_are_always_refused_and_write_nothing(db, queue, name, through):
     if through == "sql":
+        # No client can send a lone surrogate (it is not Unicode), so SQL never
+        # meets one; the Python client refuses it itself (the other branch).
+        assume(not any("\ud800" <= c <= "\udfff" for c in name))
         try:
             enqueue(db, name)
         except psycopg.Error as error:
