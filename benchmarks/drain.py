@@ -3,9 +3,9 @@
 Each side runs `drain_rounds` times, alternating which goes first, and the
 median run is reported. The jobs are enqueued first (setup, not measured). The
 worker processes then run a no-op handler that notes each job in its process's
-ledger (a list append, written out when the process stops). The rate is taken from those notes: jobs
-started between the first and the last handler start, so process start-up and
-the harness's polling are not counted, for either side.
+ledger (a list append, written out when the process stops). The rate is taken
+from those notes: jobs started between the first and the last handler start,
+so process start-up and the harness's polling are not counted, for either side.
 
 Exactly once: every job number appears in the ledgers once and only once; for
 pyqueue every job is also completed with attempt = 1, for the baseline the
@@ -112,7 +112,7 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
             order = ["pyqueue", "raw"] if (n + r) % 2 == 0 else ["raw", "pyqueue"]
             for kind in order:
                 runs[kind].append(drain_once(db, config, kind, processes))
-        rates = {kind: statistics.median(rates) for kind, rates in runs.items()}
+        rates = {kind: statistics.median(rates_of_runs) for kind, rates_of_runs in runs.items()}
         plural = "process" if processes == 1 else "processes"
         rows.append(
             Row(
