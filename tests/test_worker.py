@@ -531,11 +531,13 @@ def test_results_of_handlers_that_finished_while_the_database_was_away_are_store
 def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, monkeypatch):
     worker = Worker(concurrency=4, **FAST)
     original = session.Session._claim
+    claimed = threading.Event()
 
     async def claim_then_stop(self: session.Session, size: int) -> list[Any]:
         jobs = await original(self, size)
         if jobs:
             worker.stop()  # as if SIGTERM arrived while the claim was on the wire
+            claimed.set()
             await asyncio.sleep(0.1)
         return jobs
 
@@ -548,10 +550,46 @@ def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, 
 
     ids = queue.enqueue_many("q", [{}] * 3)
     with running(worker, dsn):
+        assert claimed.wait(15)
         wait_until(lambda: not worker._loop, what="the worker to stop by itself")
     jobs = [queue.get_job(j) for j in ids]
     assert ran == []
     assert [(j.status, j.attempt) for j in jobs] == [("pending", 0)] * 3
+
+
+def test_a_claim_sent_ahead_is_handed_back_when_the_stop_comes(dsn, queue, monkeypatch):
+    # Batches of 2 with 4 slots: the second claim goes out before the first
+    # batch starts. The stop comes as that batch starts, so the second batch
+    # arrives after it: handed back unstarted, the first batch run to the end.
+    worker = Worker(concurrency=4, batch_size=2, **FAST)
+    original = session.Session._start
+    claims: list[int] = []
+    original_claim = session.Session._claim
+
+    async def counted_claim(self: session.Session, size: int) -> list[Any]:
+        claims.append(size)
+        return await original_claim(self, size)
+
+    def start_then_stop(self: session.Session, job: Any) -> None:
+        self.stop()  # at once, not at the loop's next turn as worker.stop() would
+        original(self, job)
+
+    monkeypatch.setattr(session.Session, "_claim", counted_claim)
+    monkeypatch.setattr(session.Session, "_start", start_then_stop)
+    ran: list[int] = []
+
+    @worker.handler("q")
+    def handle(payload, job):
+        ran.append(job.id)
+
+    ids = queue.enqueue_many("q", [{}] * 4)
+    with running(worker, dsn):
+        wait_until(lambda: len(claims) == 2, what="the claim sent ahead")
+        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+    jobs = [queue.get_job(j) for j in ids]
+    assert claims == [2, 2]
+    assert sorted(ran) == ids[:2]
+    assert [(j.status, j.attempt) for j in jobs] == [("completed", 1)] * 2 + [("pending", 0)] * 2
 
 
 def test_a_stop_during_an_outage_does_not_wait_for_the_database(dsn, db, queue, caplog):

@@ -6,7 +6,9 @@ All of it lives on one asyncio event loop:
   when the queues are empty it waits for a NOTIFY or the poll interval. While
   handlers run it claims again only once half a batch of slots is free (or
   CLAIM_GATHER_SECONDS after the first one freed up), so that a busy worker
-  makes one claim per half batch, not one per finished job;
+  makes one claim per half batch, not one per finished job. When a full batch
+  arrives and slots are free beyond it, the next claim goes out before that
+  batch is started: one claim in flight at a time, never two;
 - the handlers: an `async def` one runs as a task on the loop; a plain one on
   a daemon thread (threads.py), which hands its outcome back with the outcomes
   of the other threads in one loop callback, not one wake-up per job;
@@ -150,28 +152,50 @@ class Session:
                 await db.close()
 
     async def _claim_until_stopped(self) -> None:
-        while not self.stopping.is_set():
-            free = await self._free_slots()
-            if free == 0:
-                continue
-            # Cleared before the claim: a NOTIFY arriving during it claims again.
-            self.wake.clear()
-            wanted = min(self.settings.batch_size, free)
-            try:
-                jobs = await self._claim(wanted)
-            except Stopping:
-                break
-            except psycopg.Error as error:
-                logger.error("claim failed: %s", error)
-                await self._wait_any(timeout=self.settings.poll_interval)
-                continue
-            if self.stopping.is_set():
-                await self._release(jobs)
-                break
-            for job in jobs:
-                self._start(job)
-            if len(jobs) < wanted:  # the queues are drained: idle until woken
-                await self._wait(self.wake, self.settings.poll_interval)
+        # The next claim, sent before the last batch was started when enough
+        # slots are free for both: the database picks and leases it while this
+        # loop turns rows into running jobs, instead of after.
+        ahead: tuple[int, asyncio.Task[list[ClaimedJob]]] | None = None
+        try:
+            while not self.stopping.is_set():
+                if ahead is None:
+                    free = await self._free_slots()
+                    if free == 0:
+                        continue
+                    ahead = self._send_claim(min(self.settings.batch_size, free))
+                (wanted, claim), ahead = ahead, None
+                try:
+                    jobs = await claim
+                except Stopping:
+                    break
+                except psycopg.Error as error:
+                    logger.error("claim failed: %s", error)
+                    await self._wait_any(timeout=self.settings.poll_interval)
+                    continue
+                if self.stopping.is_set():
+                    await self._release(jobs)
+                    break
+                free = self.settings.concurrency - self.running - len(jobs)
+                if len(jobs) == wanted and free >= self.enough_free:
+                    ahead = self._send_claim(min(self.settings.batch_size, free))
+                    await asyncio.sleep(0)  # the claim goes out now, not after the starts
+                for job in jobs:
+                    self._start(job)
+                if len(jobs) < wanted:  # the queues are drained: idle until woken
+                    await self._wait(self.wake, self.settings.poll_interval)
+        finally:
+            if ahead is not None:
+                await self._release_claimed(ahead[1])
+
+    def _send_claim(self, wanted: int) -> tuple[int, asyncio.Task[list[ClaimedJob]]]:
+        # Cleared before the claim: a NOTIFY arriving during it claims again.
+        self.wake.clear()
+        return wanted, asyncio.ensure_future(self._claim(wanted))
+
+    async def _release_claimed(self, claim: asyncio.Task[list[ClaimedJob]]) -> None:
+        """Hand back what a claim still in flight at the stop brings."""
+        with contextlib.suppress(Stopping, psycopg.Error):
+            await self._release(await claim)
 
     async def _free_slots(self) -> int:
         """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
