@@ -193,9 +193,16 @@ class Session:
         return wanted, asyncio.ensure_future(self._claim(wanted))
 
     async def _release_claimed(self, claim: asyncio.Task[list[ClaimedJob]]) -> None:
-        """Hand back what a claim still in flight at the stop brings."""
-        with contextlib.suppress(Stopping, psycopg.Error):
-            await self._release(await claim)
+        """Hand back what a claim still in flight at the stop brings.
+
+        Waited for FINAL_WRITES_SECONDS at most (then cancelled): jobs it
+        leased and that are not handed back run again when their lease expires.
+        """
+        try:
+            jobs = await asyncio.wait_for(claim, FINAL_WRITES_SECONDS)
+        except (TimeoutError, Stopping, psycopg.Error):
+            return
+        await self._release(jobs)
 
     async def _free_slots(self) -> int:
         """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
