@@ -20,7 +20,11 @@ How it is built, and why:
   batch_size per claim), so no job waits leased on a busy worker while another
   worker idles; while handlers run it waits until half a batch of slots is
   free (or 50 ms after one freed up), so a busy worker claims in batches, not
-  job by job. A stop therefore rarely has unstarted jobs to release.
+  job by job. A stop therefore rarely has unstarted jobs to release. When a
+  full batch comes back and slots are free beyond it, the next claim is sent
+  before that batch starts, so the database leases it while the loop starts
+  the last one (one claim in flight, never two: two would skip each other's
+  locked rows).
 - A claim that finds the queues empty makes the claimer wait for a NOTIFY on
   pyqueue_jobs (sent at enqueue commit) or poll_interval, whichever comes first.
 - Results of all handlers that finished meanwhile are stored by one
