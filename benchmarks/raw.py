@@ -4,18 +4,19 @@ A plain table with one partial index over pending jobs, in the claim's order.
 Enqueue is an INSERT (plus a NOTIFY where a worker waits for it); a claim is one
 UPDATE over a FOR UPDATE SKIP LOCKED pick that commits the lease, so a claimed
 job survives the worker's crash as pyqueue's does; finishing is one set-based
-DELETE of the batch. Arrays go in binary, as pyqueue's client sends them. No
-validation, no defaults lookup, no fencing token, no history: every figure
-pyqueue shows is compared with this, on the same server, in the same run.
+DELETE of the batch. Payloads go as JSON text cast to jsonb, arrays in binary,
+as pyqueue's client sends them. No validation, no defaults lookup, no fencing
+token, no history: every figure pyqueue shows is compared with this, on the
+same server, in the same run.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS bench_raw;
@@ -35,25 +36,25 @@ CREATE INDEX IF NOT EXISTS jobs_claim_idx ON bench_raw.jobs (queue, priority DES
 
 CHANNEL = "bench_raw_jobs"
 
-INSERT_ONE = "INSERT INTO bench_raw.jobs (queue, payload) VALUES (%s, %s) RETURNING id"
+INSERT_ONE = "INSERT INTO bench_raw.jobs (queue, payload) VALUES (%s, %s::jsonb) RETURNING id"
 
 INSERT_ONE_NOTIFY = f"""
 WITH job AS (
-    INSERT INTO bench_raw.jobs (queue, payload) VALUES (%s, %s) RETURNING id, queue
+    INSERT INTO bench_raw.jobs (queue, payload) VALUES (%s, %s::jsonb) RETURNING id, queue
 )
 SELECT id, pg_notify('{CHANNEL}', queue) FROM job
 """
 
 INSERT_MANY = """
 INSERT INTO bench_raw.jobs (queue, payload)
-SELECT %s, p FROM unnest(%b::jsonb[]) AS p
+SELECT %s, p FROM unnest(%b::text[]::jsonb[]) AS p
 RETURNING id
 """
 
 INSERT_MANY_NOTIFY = f"""
 WITH jobs AS (
     INSERT INTO bench_raw.jobs (queue, payload)
-    SELECT %s, p FROM unnest(%b::jsonb[]) AS p
+    SELECT %s, p FROM unnest(%b::text[]::jsonb[]) AS p
     RETURNING id
 )
 SELECT count(*), pg_notify('{CHANNEL}', %s) FROM jobs
@@ -83,7 +84,7 @@ def install(conn: psycopg.Connection[Any]) -> None:
 
 
 def enqueue(conn: psycopg.Connection[Any], queue: str, payload: Any, notify: bool = False) -> int:
-    row = conn.execute(INSERT_ONE_NOTIFY if notify else INSERT_ONE, [queue, Jsonb(payload)])
+    row = conn.execute(INSERT_ONE_NOTIFY if notify else INSERT_ONE, [queue, json.dumps(payload)])
     result = row.fetchone()
     assert result is not None
     return int(result[0])
@@ -92,7 +93,7 @@ def enqueue(conn: psycopg.Connection[Any], queue: str, payload: Any, notify: boo
 def enqueue_many(
     conn: psycopg.Connection[Any], queue: str, payloads: Sequence[Any], notify: bool = False
 ) -> int:
-    documents = [Jsonb(p) for p in payloads]
+    documents = [json.dumps(p) for p in payloads]
     if notify:
         conn.execute(INSERT_MANY_NOTIFY, [queue, documents, queue])
         return len(documents)

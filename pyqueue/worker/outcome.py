@@ -6,8 +6,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from pyqueue.client import to_json
 from pyqueue.errors import InvalidPayload
 from pyqueue.jobs import ClaimedJob
@@ -28,21 +26,21 @@ class Held:
     context: JobContext
     finished: bool = False  # the handler is done; its outcome is on the way to SQL
     lost: bool = False  # a heartbeat found the lease gone (already logged)
-    result: Jsonb | None = None
+    result: str | None = None  # JSON text
     error: str | None = None  # None: the handler succeeded
     traceback: str | None = None
 
 
 # What a handler produced: (result, error, traceback); error None is a success.
-Outcome = tuple["Jsonb | None", "str | None", "str | None"]
+Outcome = tuple["str | None", "str | None", "str | None"]
 
 
 class UnserialisableResult(Exception):
     """The handler returned a value that JSON cannot hold."""
 
 
-def encode_result(value: Any) -> Jsonb | None:
-    """The handler's return value as jsonb; None stores no result."""
+def encode_result(value: Any) -> str | None:
+    """The handler's return value as JSON text; None stores no result."""
     if value is None:
         return None
     try:

@@ -37,7 +37,6 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pyqueue.jobs import ClaimedJob
 from pyqueue.worker.connection import Reconnecting, Stopping
@@ -49,13 +48,15 @@ logger = logging.getLogger("pyqueue.worker")
 
 Handler = Callable[[Any, JobContext], Any]
 # A plain handler's outcome, posted by its thread: (held, result, error, traceback).
-Posted = tuple[Held, "Jsonb | None", "str | None", "str | None"]
+Posted = tuple[Held, "str | None", "str | None", "str | None"]
 
 JOBS_CHANNEL = "pyqueue_jobs"
 # Arrays go in binary (%b): as text, psycopg quotes and escapes each element
 # (complete_batch's ids and tokens took 1.8 µs a job to send, 0.5 in binary).
 CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
-COMPLETE_BATCH = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::jsonb[])"
+COMPLETE_BATCH = (
+    "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::text[]::jsonb[])"
+)
 FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
 HEARTBEAT = "SELECT * FROM pyqueue.heartbeat(%b::bigint[], %b::uuid[], %s)"
 RELEASE = "SELECT * FROM pyqueue.release(%b::bigint[], %b::uuid[])"
@@ -372,7 +373,7 @@ class Session:
             self._finished(held, result, error, trace)
 
     def _finished(
-        self, held: Held, result: Jsonb | None, error: str | None, trace: str | None
+        self, held: Held, result: str | None, error: str | None, trace: str | None
     ) -> None:
         """A handler is done: free its slot and queue its outcome for storing."""
         if held.finished:  # failed already, at the end of the grace period
