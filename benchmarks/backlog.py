@@ -14,6 +14,7 @@ small backlog is measured before and after the large one, and the two averaged.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -101,15 +102,10 @@ def _measure(db: BenchDatabase, total: int, config: Config) -> tuple[float, floa
                     conn.execute(RAW_FILL, refill)
     # Harmonic means: the rate over all rounds' jobs and time together.
     return (
-        len(rates["pyqueue"]) / sum(1 / r for r in rates["pyqueue"]),
-        len(rates["raw"]) / sum(1 / r for r in rates["raw"]),
+        statistics.harmonic_mean(rates["pyqueue"]),
+        statistics.harmonic_mean(rates["raw"]),
         fill_seconds,
     )
-
-
-def _mean_rate(a: float, b: float) -> float:
-    """The rate over both runs' jobs and time together (equal jobs each)."""
-    return 2 / (1 / a + 1 / b)
 
 
 def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
@@ -120,7 +116,12 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
     before = _measure(db, config.backlog_small, config)
     large = _measure(db, config.backlog_large, config)
     after = _measure(db, config.backlog_small, config)
-    small = (_mean_rate(before[0], after[0]), _mean_rate(before[1], after[1]), before[2])
+    # Harmonic means again: both runs' jobs and time together (equal jobs each).
+    small = (
+        statistics.harmonic_mean([before[0], after[0]]),
+        statistics.harmonic_mean([before[1], after[1]]),
+        before[2],
+    )
     db.reset()
     small_label = f"{config.backlog_small:,}"
     large_label = f"{config.backlog_large:,}"
