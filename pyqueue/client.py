@@ -13,8 +13,7 @@ import json
 import re
 import select
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
-from pyqueue.errors import InvalidArgument, InvalidPayload, translate_errors
+from pyqueue.errors import InvalidArgument, InvalidPayload, raise_translated, translate_errors
 from pyqueue.jobs import Job
 
 FINISHED_CHANNEL = "pyqueue_finished"
@@ -123,6 +122,39 @@ def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
+class _CallConnection:
+    """`with`: the connection that one client call runs on, its errors translated.
+
+    The caller's connection when one is given (the call joins its transaction),
+    else one borrowed from the pool for the call. A class rather than a
+    @contextmanager generator: every call goes through it.
+    """
+
+    __slots__ = ("_borrowed", "_given", "_pool")
+
+    def __init__(self, pool: ConnectionPool, given: psycopg.Connection[Any] | None) -> None:
+        self._pool = pool
+        self._given = given
+        self._borrowed: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> psycopg.Connection[Any]:
+        if self._given is not None:
+            return self._given
+        # getconn/putconn rather than pool.connection(): that one also wraps
+        # the call in a transaction block, which autocommit connections do not
+        # need.
+        with translate_errors():
+            self._borrowed = self._pool.getconn()
+        return self._borrowed
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if self._borrowed is not None:
+            self._pool.putconn(self._borrowed)
+            self._borrowed = None
+        if error is not None:
+            raise_translated(error)
+
+
 class Queue:
     """A client of the pyqueue schema in the database at `conninfo`."""
 
@@ -151,22 +183,8 @@ class Queue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _connection(
-        self, conn: psycopg.Connection[Any] | None
-    ) -> Iterator[psycopg.Connection[Any]]:
-        with translate_errors():
-            if conn is not None:
-                yield conn
-            else:
-                # getconn/putconn rather than pool.connection(): that one also
-                # wraps the call in a transaction block, which autocommit
-                # connections do not need.
-                pooled = self._pool.getconn()
-                try:
-                    yield pooled
-                finally:
-                    self._pool.putconn(pooled)
+    def _connection(self, conn: psycopg.Connection[Any] | None) -> _CallConnection:
+        return _CallConnection(self._pool, conn)
 
     def enqueue(
         self,
