@@ -119,8 +119,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     job_id   bigint;
-    -- The insert's RETURNING sends the NOTIFY, for the inserted row only: as a
-    -- statement of its own (PERFORM) it cost 10 µs of a one-job enqueue.
+    -- The insert's RETURNING sends the NOTIFY, for the inserted row only: a
+    -- statement of its own (PERFORM) costs the executor's setup once more.
     -- pg_notify returns void, which no variable can hold; this takes its text.
     notified text;
 BEGIN
