@@ -113,6 +113,24 @@ def test_a_schema_newer_than_the_client_is_refused(db):
         check_version(db)
 
 
+@pytest.mark.parametrize(
+    ("change", "constraint"),
+    [
+        ("status = 'finished'", '"job_status_check"'),  # the status domain's check
+        ("lease_token = NULL", '"jobs_check1"'),  # running iff a lease token is held
+        ("attempt = max_attempts + 1", '"jobs_check"'),  # attempts within max_attempts
+    ],
+)
+def test_the_table_itself_refuses_a_job_that_breaks_the_state_machine(db, change, constraint):
+    # Written past the functions, as only the schema's owner can: the invariants
+    # that claim and complete rely on hold in the database all the same.
+    job_id = scalar(db, "SELECT pyqueue.enqueue('invariants', '{}')")
+    scalar(db, "SELECT count(*) FROM pyqueue.claim_batch('{invariants}', 'test', 1)")
+    with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+        db.execute(f"UPDATE pyqueue.jobs SET {change} WHERE id = %s", [job_id])
+    assert scalar(db, "SELECT status FROM pyqueue.jobs WHERE id = %s", [job_id]) == "running"
+
+
 def test_migrations_build_the_same_schema_as_the_sql_files(dsn, db, empty_database):
     """The migration chain and a psql run of sql/[0-9]*.sql in order must not drift apart."""
     for path in SQL_FILES:
