@@ -170,8 +170,23 @@ class Reconnecting:
         retry: bool = True,
         stopping: asyncio.Event | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Run one statement and return its rows.
+        """Run one statement and return its rows (see `execute`)."""
+        cursor = await self.execute(query, params, retry=retry, stopping=stopping)
+        return await cursor.fetchall() if cursor.description else []
 
+    async def execute(
+        self,
+        query: str,
+        params: Sequence[Any] = (),
+        *,
+        binary: bool = False,
+        retry: bool = True,
+        stopping: asyncio.Event | None = None,
+    ) -> psycopg.AsyncCursor[Any]:
+        """Run one statement and return its cursor, rows received but not yet read.
+
+        Reading them (fetchall) needs no round trip, so the connection can run
+        the next statement first. `binary` asks for the rows in binary format.
         With `retry`, a lost connection is re-opened and the statement run again
         until it succeeds (or `stopping` is set: Stopping is raised). Without, the
         psycopg error is raised. Errors that are not about the connection (bad
@@ -180,10 +195,10 @@ class Reconnecting:
         while True:
             conn = await self.connect(stopping)
             try:
-                cursor = await conn.execute(query, params)
-                rows = await cursor.fetchall() if cursor.description else []
+                cursor = conn.cursor(binary=binary)
+                await cursor.execute(query, params)
                 self._backoff.reset()
-                return rows
+                return cursor
             except psycopg.Error as error:
                 if not connection_lost(error, conn):
                     raise
