@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     parser.add_argument("--soak-seconds", type=float, help="soak duration (full: 300, quick: 10)")
     parser.add_argument(
-        "--soak-rate", type=float, help="soak producer rate, jobs/s (default: 0.2 x the drain rate)"
+        "--soak-rate",
+        type=float,
+        help="soak producer rate, jobs/s (default: 0.15 x the drain rate)",
     )
     parser.add_argument("--batch-size", type=int, help="jobs per claim, both sides (default 100)")
     parser.add_argument(
