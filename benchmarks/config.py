@@ -32,11 +32,11 @@ class Config:
     latency_jobs: int = 500
     latency_interval: float = 0.01
     # 4. backlog: jobs due on the measured queue, total jobs in the table, and
-    # rounds per side of claim+complete, each topped up again afterwards
+    # rounds per side and size of claim+complete, each topped up again afterwards
     backlog_due: int = 10_000
     backlog_small: int = 10_000
     backlog_large: int = 1_000_000
-    backlog_rounds: int = 8
+    backlog_rounds: int = 12
     backlog_round_jobs: int = 3_000
     # 5. soak
     soak_seconds: float = 300.0

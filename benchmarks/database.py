@@ -52,6 +52,12 @@ class BenchDatabase:
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")
 
+    @contextmanager
+    def sibling(self, suffix: str) -> Iterator[BenchDatabase]:
+        """Another such database on the same server, for the duration of the block."""
+        with _own_database(self.dsn, suffix) as dsn:
+            yield BenchDatabase(dsn, self.server)
+
     def setting(self, name: str) -> str:
         with self.connect() as conn:
             row = conn.execute("SELECT current_setting(%s)", [name]).fetchone()
@@ -74,8 +80,8 @@ def bench_database(url: str | None = None) -> Iterator[BenchDatabase]:
 
 
 @contextmanager
-def _own_database(url: str) -> Iterator[str]:
-    name = f"pyqueue_bench_{os.getpid()}"
+def _own_database(url: str, suffix: str = "") -> Iterator[str]:
+    name = f"pyqueue_bench_{os.getpid()}{suffix}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
