@@ -111,6 +111,34 @@ def test_sync_and_async_handlers_store_their_results(dsn, queue):
     assert (first.queue, first.attempt, first.max_attempts) == ("add", 1, 3)
 
 
+def test_a_handler_gets_each_payload_as_it_was_enqueued(dsn, db, queue):
+    # The worker reads claimed rows in binary; a payload must not change on
+    # the way, whatever JSON it holds.
+    payloads = [
+        {"text": 'grüße, 日本, 🚀, "quoted" \\ back\nslash', "empty": ""},
+        {"nested": {"list": [1, [2, [3, None]], {"deep": True}]}, "false": False},
+        {"big": 2**62, "negative": -17, "float": 0.1},
+        [1, "two", None],
+        "just a string",
+        12345,
+        None,
+    ]
+    worker = Worker(**FAST)
+    received: dict[int, Any] = {}
+
+    @worker.handler("payloads")
+    def record(payload, job):
+        received[job.id] = payload
+
+    ids = [queue.enqueue("payloads", p) for p in payloads]
+    with running(worker, dsn):
+        assert all(queue.wait(i, timeout=15).status == "completed" for i in ids)
+
+    assert [received[i] for i in ids] == payloads
+    stored = dict(db.execute("SELECT id, payload FROM pyqueue.jobs WHERE id = ANY(%s)", [ids]))
+    assert [stored[i] for i in ids] == payloads
+
+
 def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(dsn, db, queue):
     worker = Worker(**FAST)
     runs: list[tuple[int, float]] = []
