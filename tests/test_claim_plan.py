@@ -38,7 +38,8 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
 
 def claim_statements(db) -> tuple[str, str]:
     """The two statements of pyqueue.claim_batch: the pick (locking the jobs to
-    claim) and the update, with $1..$4 for its arguments and $5 for the ids picked."""
+    claim) and the update, with $1..$4 for its arguments, $5 for the ids picked
+    and $6 for the claim's lease token."""
     body = scalar(
         db,
         "SELECT pg_get_functiondef("
@@ -54,6 +55,7 @@ def claim_statements(db) -> tuple[str, str]:
             statement = statement.replace(f"claim_batch.{name}", f"${number}")
         statement = statement.replace("unnest(queues)", "unnest($1)")
         statement = statement.replace("ANY (picked)", "ANY ($5)")
+        statement = statement.replace("claim_token", "$6")
         assert "claim_batch." not in statement and "picked" not in statement
         statements.append(statement)
     # The function's search_path: its statements name tables unqualified.
@@ -125,7 +127,7 @@ def test_the_claim_reads_the_claim_index_over_a_big_table(db):
 
     # As claim_batch plans it: one generic plan for any arguments.
     db.execute(f"PREPARE pick_q(text[], text, integer, interval) AS {pick}")
-    db.execute(f"PREPARE update_q(text[], text, integer, interval, bigint[]) AS {update}")
+    db.execute(f"PREPARE update_q(text[], text, integer, interval, bigint[], uuid) AS {update}")
     db.execute("SET plan_cache_mode = force_generic_plan")
     assert_reads_the_claim_index(
         explain(db, "EXECUTE pick_q(ARRAY['target'], 'plan-test', 10, '30 seconds')")
@@ -133,7 +135,9 @@ def test_the_claim_reads_the_claim_index_over_a_big_table(db):
     # The update finds the picked jobs by primary key, however many there are.
     for count in (3, 10_000):
         ids = "'{" + ",".join(str(n) for n in range(1, count + 1)) + "}'::bigint[]"
-        nodes = explain(db, f"EXECUTE update_q(NULL, 'plan-test', 10, '30 seconds', {ids})")
+        nodes = explain(
+            db, f"EXECUTE update_q(NULL, 'plan-test', 10, '30 seconds', {ids}, gen_random_uuid())"
+        )
         scans = [n for n in nodes if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
         assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [
             ("Index Scan", "jobs_pkey")

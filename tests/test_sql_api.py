@@ -114,6 +114,26 @@ def test_claim_respects_batch_size(db):
     assert claim(db, batch_size=3) == []
 
 
+def test_the_jobs_of_one_claim_share_a_token_that_holds_none_of_another_claims_jobs(db):
+    first_ids = [enqueue(db), enqueue(db)]
+    first = claim(db, batch_size=2)
+    second_id = enqueue(db)
+    (second,) = claim(db, batch_size=2)
+    assert [c.id for c in first] == first_ids and second.id == second_id
+    assert first[0].lease_token == first[1].lease_token != second.lease_token
+
+    # A claim's token fences its own jobs only: with another claim's job it
+    # changes nothing, and that job's holder finishes it.
+    assert complete(db, second_id, first[0].lease_token) is False
+    assert rows(
+        db,
+        "SELECT * FROM pyqueue.complete_batch(%s, %s)",
+        [[first_ids[0], second_id], [first[0].lease_token] * 2],
+    ) == [{"complete_batch": first_ids[0]}]
+    assert job(db, second_id)["status"] == "running"
+    assert complete(db, second_id, second.lease_token) is True
+
+
 def test_enqueue_uses_the_queue_settings_for_max_attempts(db):
     db.execute("SELECT pyqueue.configure_queue('five', max_attempts => 5)")
     assert job(db, enqueue(db, "five"))["max_attempts"] == 5
