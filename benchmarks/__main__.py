@@ -86,7 +86,9 @@ def settings(db: BenchDatabase, config: Config, quick: bool) -> dict[str, Any]:
         "pyqueue handler": "async def" if config.async_handler else "plain def (on threads)",
         "worker processes (drain)": " then ".join(map(str, config.drain_processes)),
         "worker processes (latency, soak)": 1,
-        "enqueue batch": config.enqueue_batch,
+        "enqueue batch / seconds per side / rounds": (
+            f"{config.enqueue_batch} / {config.enqueue_seconds:g} / {config.enqueue_rounds}"
+        ),
         "drain jobs / runs per side (median reported)": (
             f"{config.drain_jobs:,} / {config.drain_rounds}"
         ),

@@ -16,10 +16,12 @@ class Config:
     # it waits for them first). The raw loop runs its batch inline.
     concurrency: int = 200
     async_handler: bool = False
-    # 1. enqueue: seconds per side, split into alternating rounds so that drift
-    # in the machine's load falls on both sides alike.
-    enqueue_seconds: float = 8.0
-    enqueue_rounds: int = 4
+    # 1. enqueue: seconds per side, split into alternating rounds of 2 s so that
+    # drift in the machine's load falls on both sides alike. Six rounds, not
+    # four: one job per transaction measured 0.72 to 0.85 of the baseline in
+    # runs minutes apart, and single rounds 0.65 to 0.94.
+    enqueue_seconds: float = 12.0
+    enqueue_rounds: int = 6
     enqueue_batch: int = 1000
     # 2. drain: runs per side and number of processes, alternating which side
     # goes first; the median run is reported, so that one run slowed by a
