@@ -19,7 +19,7 @@ class Config:
     # 1. enqueue: seconds per side, split into alternating rounds of 2 s so that
     # drift in the machine's load falls on both sides alike. Six rounds, not
     # four: one job per transaction measured 0.72 to 0.85 of the baseline in
-    # runs minutes apart, and single rounds 0.65 to 0.94.
+    # runs minutes apart, and 0.65 to 0.94 in single rounds of 1.5 s.
     enqueue_seconds: float = 12.0
     enqueue_rounds: int = 6
     enqueue_batch: int = 1000
