@@ -118,8 +118,8 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
         with db.connect() as small_conn, large_db.connect() as large_conn:
             sizes = [("small", small_conn), ("large", large_conn)]
             for n in range(config.backlog_rounds):
+                sides = ["pyqueue", "raw"] if (n // 2) % 2 == 0 else ["raw", "pyqueue"]
                 for size, conn in sizes if n % 2 == 0 else reversed(sizes):
-                    sides = ["pyqueue", "raw"] if (n // 2) % 2 == 0 else ["raw", "pyqueue"]
                     for side in sides:
                         rates.setdefault((size, side), []).append(_round(conn, side, config))
     db.reset()
