@@ -122,8 +122,10 @@ def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
-# enqueue with no option but the queue and the payload.
-ENQUEUE = "SELECT pyqueue.enqueue(%s, %s::jsonb)"
+# The enqueue call; {} takes the named options given, if any.
+ENQUEUE_CALL = "SELECT pyqueue.enqueue(%s, %s::jsonb{})"
+# The everyday one: a queue and a payload, no option.
+ENQUEUE = ENQUEUE_CALL.format("")
 
 
 def enqueue_with_options(
@@ -146,7 +148,7 @@ def enqueue_with_options(
     if priority != 0:  # None too: the database refuses it, naming it
         given["priority"] = sql_int("priority", priority)
     named = "".join(f", {name} => %s" for name in given)
-    return f"SELECT pyqueue.enqueue(%s, %s::jsonb{named})", [
+    return ENQUEUE_CALL.format(named), [
         queue,
         to_json(payload),
         *given.values(),
