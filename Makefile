@@ -13,9 +13,8 @@ test: setup
 lint:
 	bash scripts/lint.sh
 
-# The first migration is the concatenation of sql/; tests/test_schema.py checks
-# that the two build the same schema.
+# The newest migration carries the code of sql/ that changed (scripts/migration.py
+# says how); tests/test_schema.py checks that sql/ and the migrations build the
+# same schema. NAME=... starts a new migration once the newest one is released.
 migration:
-	{ echo '-- pyqueue schema version 1, generated from sql/[0-9]*.sql by `make migration`.'; \
-	  echo '-- Edit sql/ and regenerate; never edit an applied migration by hand.'; \
-	  for f in sql/[0-9]*.sql; do echo; echo "-- ==== $$f"; cat $$f; done; } > migrations/0001.initial.sql
+	python3 scripts/migration.py $(if $(NAME),new $(NAME),refresh)

@@ -7,6 +7,9 @@ source checkout has them beside the package.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,11 +17,29 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
+from yoyo.exceptions import LockTimeout
+from yoyo.migrations import MigrationList
 
 from pyqueue.errors import SchemaError
 
-# The schema version this client was written for (pyqueue.schema_version()).
-SCHEMA_VERSION = 1
+# The schema version this client is written for: what `pyqueue migrate` brings
+# a database to.
+SCHEMA_VERSION = 2
+# The oldest schema version this client works with: it calls nothing that
+# schema versions from this one on lack.
+OLDEST_SCHEMA = 1
+# The oldest PostgreSQL that pyqueue runs on (server_version_num), the one its
+# tests run against.
+MIN_SERVER_VERSION = 150000
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """What a database's schema says of itself (pyqueue.schema_compatibility())."""
+
+    version: int
+    # Clients written for schema versions older than this are refused.
+    oldest_client_version: int
 
 
 def data_dir(name: str) -> Path:
@@ -47,47 +68,120 @@ def yoyo_url(conninfo: str) -> str:
     return f"postgresql+psycopg://{netloc}/{dbname}{'?' + query if query else ''}"
 
 
-def migrate(conninfo: str) -> int:
-    """Apply every pending migration; return how many were applied."""
-    backend = get_backend(yoyo_url(conninfo))
-    migrations = read_migrations(str(data_dir("migrations")))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+def migrations(*extra_dirs: Path) -> MigrationList:
+    """pyqueue's migrations, oldest first, then those of `extra_dirs` (for tests)."""
+    return read_migrations(str(data_dir("migrations")), *map(str, extra_dirs))
+
+
+def check_server(conn: psycopg.Connection[Any]) -> None:
+    """Raise SchemaError when the server is older than pyqueue supports."""
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        found = conn.info.parameter_status("server_version") or conn.info.server_version
+        raise SchemaError(
+            f"this PostgreSQL server is version {found}; pyqueue needs PostgreSQL "
+            f"{MIN_SERVER_VERSION // 10000} or newer"
+        )
+
+
+@contextmanager
+def migration_lock(conninfo: str) -> Iterator[None]:
+    """Hold the database's pyqueue migration lock, after checking the server.
+
+    yoyo's own lock is a table row, taken after yoyo has set up its tables, and
+    left behind by a process killed while holding it. This one is a session
+    advisory lock: processes migrating at once (workers started with migrate=True)
+    wait for it in turn, and the server frees it when its holder dies.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        check_server(conn)
+        conn.execute("SELECT pg_advisory_lock(hashtextextended('pyqueue.migrate', 0))")
+        yield
+
+
+def migrate(conninfo: str, to_apply: MigrationList | None = None) -> int:
+    """Apply every pending migration; return how many were applied.
+
+    `to_apply` defaults to all of pyqueue's migrations. Safe to call from many
+    processes at once: one applies them, the others then find nothing to do.
+    """
+    with migration_lock(conninfo), get_backend(yoyo_url(conninfo)) as backend:
+        try:
+            with backend.lock():
+                pending = backend.to_apply(migrations() if to_apply is None else to_apply)
+                backend.apply_migrations(pending)
+        except LockTimeout as error:
+            raise SchemaError(
+                f"yoyo's migration lock is held ({error}); pyqueue's own migrations "
+                "wait for each other, so another tool is migrating or was killed doing it"
+            ) from None
     return len(pending)
 
 
 def rollback_all(conninfo: str) -> int:
     """Roll back every applied migration: the database holds no pyqueue schema after."""
-    backend = get_backend(yoyo_url(conninfo))
-    migrations = read_migrations(str(data_dir("migrations")))
-    with backend.lock():
-        applied = backend.to_rollback(migrations)
+    with migration_lock(conninfo), get_backend(yoyo_url(conninfo)) as backend, backend.lock():
+        applied = backend.to_rollback(migrations())
         backend.rollback_migrations(applied)
     return len(applied)
 
 
+def compatibility(conn: psycopg.Connection[Any]) -> Compatibility | None:
+    """What the database's schema serves, or None when pyqueue is not installed."""
+    row = conn.execute(
+        "SELECT to_regprocedure('pyqueue.schema_compatibility()') IS NOT NULL,"
+        " to_regprocedure('pyqueue.schema_version()') IS NOT NULL"
+    ).fetchone()
+    if row is None or not row[1]:
+        return None
+    if row[0]:
+        found = conn.execute(
+            "SELECT version, oldest_client_version FROM pyqueue.schema_compatibility()"
+        ).fetchone()
+    else:
+        # Schema version 1 predates schema_compatibility() and served its own clients.
+        found = conn.execute("SELECT v, v FROM pyqueue.schema_version() AS v").fetchone()
+    assert found is not None
+    return Compatibility(int(found[0]), int(found[1]))
+
+
 def installed_version(conn: psycopg.Connection[Any]) -> int | None:
     """The schema version in the database, or None when pyqueue is not installed."""
-    row = conn.execute("SELECT to_regprocedure('pyqueue.schema_version()') IS NOT NULL").fetchone()
-    if not row or not row[0]:
-        return None
-    version = conn.execute("SELECT pyqueue.schema_version()").fetchone()
-    return int(version[0]) if version else None
+    found = compatibility(conn)
+    return found.version if found else None
+
+
+def refusal(
+    found: Compatibility | None,
+    written_for: int | None = None,
+    oldest_usable: int | None = None,
+) -> str | None:
+    """Why a client cannot work with the schema `found`, or None when it can.
+
+    A client written for schema version `written_for` that can use schemas from
+    `oldest_usable` on (default: this client's) works with any schema at least
+    that old whose oldest_client_version it meets. The message says which side
+    to upgrade.
+    """
+    written_for = SCHEMA_VERSION if written_for is None else written_for
+    oldest_usable = OLDEST_SCHEMA if oldest_usable is None else oldest_usable
+    if found is None:
+        return "the pyqueue schema is not installed here: run `pyqueue migrate`"
+    if found.version < oldest_usable:
+        return (
+            f"the database has pyqueue schema version {found.version}, older than this "
+            f"client can use ({oldest_usable} or newer): run `pyqueue migrate`"
+        )
+    if written_for < found.oldest_client_version:
+        return (
+            f"the database has pyqueue schema version {found.version}, which serves clients "
+            f"written for schema version {found.oldest_client_version} or newer; this client "
+            f"is written for {written_for}: upgrade pyqueue"
+        )
+    return None
 
 
 def check_version(conn: psycopg.Connection[Any]) -> None:
-    """Raise SchemaError unless the database holds the schema this client knows."""
-    version = installed_version(conn)
-    if version is None:
-        raise SchemaError("the pyqueue schema is not installed here: run `pyqueue migrate`")
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"the database has pyqueue schema version {version}, newer than this "
-            f"client's {SCHEMA_VERSION}: upgrade pyqueue"
-        )
-    if version < SCHEMA_VERSION:
-        raise SchemaError(
-            f"the database has pyqueue schema version {version}, older than this "
-            f"client's {SCHEMA_VERSION}: run `pyqueue migrate`"
-        )
+    """Raise SchemaError unless this client can work with the database's schema."""
+    reason = refusal(compatibility(conn))
+    if reason is not None:
+        raise SchemaError(reason)

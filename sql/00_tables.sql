@@ -1,4 +1,9 @@
--- pyqueue tables and indexes.
+-- pyqueue tables, indexes and types: the state of the schema, as it stands at
+-- the newest schema version. Unlike the other files of sql/, which hold code
+-- (CREATE OR REPLACE, safe to run again, copied into each migration that changes
+-- them), this file runs once on an empty database; an upgrade changes these
+-- objects with hand-written steps in a new migration (ALTER TABLE ...). So a new
+-- column goes last in its CREATE TABLE here, where ADD COLUMN puts it.
 --
 -- jobs       the hot table: every job that is pending, running, completed or
 --            cancelled. Built for churn: the claim reads one partial index that
@@ -123,3 +128,17 @@ CREATE TABLE pyqueue.dead_jobs (
 );
 
 CREATE INDEX dead_jobs_dead_at_idx ON pyqueue.dead_jobs (dead_at);
+
+-- What a worker gets for each job it claims. lease_token is the fencing value:
+-- complete, fail, heartbeat, report_progress and release act only when given
+-- the token of the job's current claim. The jobs of one claim share a token;
+-- every claim draws a new one.
+CREATE TYPE pyqueue.claimed_job AS (
+    id           bigint,
+    queue        text,
+    payload      jsonb,
+    attempt      integer,
+    max_attempts integer,
+    lease_token  uuid,
+    locked_until timestamptz
+);

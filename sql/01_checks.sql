@@ -13,14 +13,14 @@
 -- control characters are refused. SQL, so that the planner inlines it. The
 -- length is checked apart: with a bounded repeat ({0,99}) the regex took ten
 -- times as long (3.5 µs a name against 0.35, measured here).
-CREATE FUNCTION pyqueue._is_queue_name(queue text) RETURNS boolean
+CREATE OR REPLACE FUNCTION pyqueue._is_queue_name(queue text) RETURNS boolean
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' AND length(queue) <= 100
 $$;
 
 -- _check_queue(queue): raise unless queue is a queue name.
-CREATE FUNCTION pyqueue._check_queue(queue text) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._check_queue(queue text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -35,7 +35,7 @@ $$;
 
 -- _check_range(name, value, low, high): raise unless low <= value <= high.
 -- NULL passes: callers check NULL where NULL is not allowed.
-CREATE FUNCTION pyqueue._check_range(name text, value numeric, low numeric, high numeric)
+CREATE OR REPLACE FUNCTION pyqueue._check_range(name text, value numeric, low numeric, high numeric)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
@@ -49,7 +49,7 @@ $$;
 
 -- _check_interval(name, value, allow_zero): a duration is finite, not negative
 -- (not zero unless allowed) and at most 10 years.
-CREATE FUNCTION pyqueue._check_interval(name text, value interval, allow_zero boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION pyqueue._check_interval(name text, value interval, allow_zero boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
@@ -67,7 +67,7 @@ END;
 $$;
 
 -- _job_not_found(job_id): raise SQLSTATE P0002 (no_data_found) naming the id.
-CREATE FUNCTION pyqueue._job_not_found(job_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._job_not_found(job_id bigint) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -79,7 +79,7 @@ $$;
 -- _require_job(job_id): raise unless the id names a job, live or dead. Called on
 -- the slow path of a function that changed nothing, to tell "unknown job" from
 -- "job not in a state for this".
-CREATE FUNCTION pyqueue._require_job(job_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._require_job(job_id bigint) RETURNS void
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
@@ -91,7 +91,7 @@ END;
 $$;
 
 -- _check_pairs(job_ids, lease_tokens): the two arrays of a batch call pair up.
-CREATE FUNCTION pyqueue._check_pairs(job_ids bigint[], lease_tokens uuid[]) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._check_pairs(job_ids bigint[], lease_tokens uuid[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN

@@ -6,7 +6,7 @@
 -- PL/pgSQL rather than SQL because every enqueue_batch calls it: a SQL function
 -- with a SET clause is parsed and planned again on each call (0.2 ms), PL/pgSQL
 -- keeps its plan for the session.
-CREATE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
+CREATE OR REPLACE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
@@ -34,7 +34,7 @@ $$;
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
 -- max_attempts they were given.
-CREATE FUNCTION pyqueue.configure_queue(
+CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     queue        text,
     max_attempts integer  DEFAULT NULL,
     backoff_base interval DEFAULT NULL,
@@ -80,7 +80,7 @@ $$;
 -- delay is drawn in [ceiling/2, ceiling] ("equal jitter") from jitter in [0, 1].
 -- Because each ceiling is twice the one before until the cap, the delays never
 -- shrink from one attempt to the next, whatever the jitter.
-CREATE FUNCTION pyqueue.backoff_delay(
+CREATE OR REPLACE FUNCTION pyqueue.backoff_delay(
     attempt integer,
     base    interval,
     cap     interval,

@@ -6,7 +6,7 @@
 --                    backoff_base, backoff_max)
 -- Checks the options that enqueue and enqueue_batch share; NULL means "the
 -- default" for every option but queue and priority.
-CREATE FUNCTION pyqueue._check_job_options(
+CREATE OR REPLACE FUNCTION pyqueue._check_job_options(
     queue        text,
     run_at       timestamptz,
     delay        interval,
@@ -41,7 +41,7 @@ $$;
 
 -- _check_key(name, key): an idempotency key is NULL (no key) or 1 to 1000
 -- bytes: the unique index cannot hold much more.
-CREATE FUNCTION pyqueue._check_key(name text, key text) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._check_key(name text, key text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -58,7 +58,7 @@ $$;
 
 -- _check_payload(name, payload, max_bytes): a payload is not NULL and its
 -- stored size is within the queue's limit.
-CREATE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
+CREATE OR REPLACE FUNCTION pyqueue._check_payload(name text, payload jsonb, max_bytes integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
@@ -81,7 +81,7 @@ $$;
 -- Raises, naming why, if the payload is NULL or over the queue's size limit,
 -- or the defaults row '*' is missing. Returns if the payload is accepted: the
 -- key was held, or the limit was raised since the insert.
-CREATE FUNCTION pyqueue._refuse_payload(queue text, payload jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._refuse_payload(queue text, payload jsonb) RETURNS void
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
@@ -101,7 +101,7 @@ $$;
 -- queue's). With an idempotency_key that the queue already holds, nothing is
 -- added and the existing job's id is returned; this is race-free under
 -- concurrent enqueues. A key stays taken until its job is purged or dead-lettered.
-CREATE FUNCTION pyqueue.enqueue(
+CREATE OR REPLACE FUNCTION pyqueue.enqueue(
     queue           text,
     payload         jsonb,
     run_at          timestamptz DEFAULT NULL,
@@ -199,7 +199,7 @@ $$;
 -- statement. idempotency_keys, when given, is as long as payloads (NULL
 -- elements: no key). Returns the job ids in the order of payloads; a key the
 -- queue already holds (or that repeats within the batch) yields the existing id.
-CREATE FUNCTION pyqueue.enqueue_batch(
+CREATE OR REPLACE FUNCTION pyqueue.enqueue_batch(
     queue            text,
     payloads         jsonb[],
     run_at           timestamptz DEFAULT NULL,

@@ -1,19 +1,5 @@
 -- Claim: lease due jobs to a worker, and hand back jobs it never started.
 
--- What a worker gets for each job it claims. lease_token is the fencing value:
--- complete, fail, heartbeat, report_progress and release act only when given
--- the token of the job's current claim. The jobs of one claim share a token;
--- every claim draws a new one.
-CREATE TYPE pyqueue.claimed_job AS (
-    id           bigint,
-    queue        text,
-    payload      jsonb,
-    attempt      integer,
-    max_attempts integer,
-    lease_token  uuid,
-    locked_until timestamptz
-);
-
 -- claim_batch(queues, worker, batch_size, lease) -> SETOF pyqueue.claimed_job
 -- Leases up to batch_size due pending jobs of the given queues to `worker` (a
 -- name for people to read) for `lease`: highest priority first, then earliest
@@ -25,7 +11,7 @@ CREATE TYPE pyqueue.claimed_job AS (
 -- transaction-level advisory lock runs recover_expired() before claiming, and
 -- claimers that find it taken skip it. So a dead worker's jobs are pending again
 -- within their lease plus one claim interval, with no janitor to deploy.
-CREATE FUNCTION pyqueue.claim_batch(
+CREATE OR REPLACE FUNCTION pyqueue.claim_batch(
     queues     text[],
     worker     text,
     batch_size integer  DEFAULT 1,
@@ -155,7 +141,7 @@ $$;
 -- pending again, in their old place in line (run_at unchanged), and the claim
 -- is not counted as an attempt. Pairs whose
 -- token no longer holds the job are ignored.
-CREATE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
+CREATE OR REPLACE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp

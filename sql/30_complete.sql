@@ -4,7 +4,7 @@
 -- _notify_finished(job_ids): one NOTIFY per chunk of ids, each well under the
 -- 8000-byte payload limit. PL/pgSQL, not SQL, so that its plan is kept: a SQL
 -- function with a SET clause is planned again on every call.
-CREATE FUNCTION pyqueue._notify_finished(job_ids bigint[]) RETURNS void
+CREATE OR REPLACE FUNCTION pyqueue._notify_finished(job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -19,7 +19,7 @@ $$;
 -- false, changing nothing, when the caller no longer holds the job (its lease
 -- was recovered and the job claimed again, or it was cancelled). Raises when
 -- no job has that id.
-CREATE FUNCTION pyqueue.complete(job_id bigint, lease_token uuid, result jsonb DEFAULT NULL)
+CREATE OR REPLACE FUNCTION pyqueue.complete(job_id bigint, lease_token uuid, result jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -47,7 +47,7 @@ $$;
 -- complete() for many jobs in one statement. results, when given, pairs with
 -- job_ids (NULL: no results). Returns the ids that were completed; the others
 -- were no longer held by the caller (or do not exist).
-CREATE FUNCTION pyqueue.complete_batch(
+CREATE OR REPLACE FUNCTION pyqueue.complete_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
     results      jsonb[] DEFAULT NULL

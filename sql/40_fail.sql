@@ -4,7 +4,7 @@
 -- Moves jobs from jobs to dead_jobs, whole and under the same id, in the
 -- caller's transaction: a job is in exactly one of the two tables. error and
 -- traceback become the dead job's last ones.
-CREATE FUNCTION pyqueue._bury(job_ids bigint[], error text, traceback text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION pyqueue._bury(job_ids bigint[], error text, traceback text DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
@@ -38,7 +38,7 @@ $$;
 -- error kept; returns 'pending'. With none left it moves to the dead-letter
 -- table in this transaction; returns 'dead'. Returns 'lost', changing nothing,
 -- when the caller no longer holds the job. Raises when no job has that id.
-CREATE FUNCTION pyqueue.fail(
+CREATE OR REPLACE FUNCTION pyqueue.fail(
     job_id      bigint,
     lease_token uuid,
     error       text,

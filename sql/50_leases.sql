@@ -4,7 +4,7 @@
 -- Extends the leases the caller holds to now() + lease. Returns the ids still
 -- held; a job missing from the answer was lost (recovered, claimed again or
 -- cancelled) and its handler's outcome will not be recorded.
-CREATE FUNCTION pyqueue.heartbeat(
+CREATE OR REPLACE FUNCTION pyqueue.heartbeat(
     job_ids      bigint[],
     lease_tokens uuid[],
     lease        interval DEFAULT interval '30 seconds'
@@ -36,7 +36,7 @@ $$;
 -- keeps the last value), message cut to 1000 characters. Returns false when the
 -- caller no longer holds the job. Never raises for a lost or unknown job: a
 -- progress report must not fail a handler.
-CREATE FUNCTION pyqueue.report_progress(
+CREATE OR REPLACE FUNCTION pyqueue.report_progress(
     job_id      bigint,
     lease_token uuid,
     progress    integer,
@@ -67,7 +67,7 @@ $$;
 -- attempts left are dead-lettered. At most max_jobs per
 -- call, oldest lease first. claim_batch calls this (see 20_claim.sql); calling
 -- it by hand is harmless.
-CREATE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
+CREATE OR REPLACE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp

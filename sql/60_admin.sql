@@ -5,7 +5,7 @@
 -- complete or fail reports it lost. Returns false, changing nothing, when the
 -- job had already finished (completed, cancelled or dead). Raises when no job
 -- has that id.
-CREATE FUNCTION pyqueue.cancel(job_id bigint) RETURNS boolean
+CREATE OR REPLACE FUNCTION pyqueue.cancel(job_id bigint) RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
@@ -33,7 +33,7 @@ $$;
 -- same id instead of a second job. The idempotency key is not carried over: it
 -- was released when the job died and may have been taken since. Raises when no
 -- dead-lettered job has that id.
-CREATE FUNCTION pyqueue.retry_dead(job_id bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION pyqueue.retry_dead(job_id bigint) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
@@ -70,7 +70,7 @@ $$;
 -- (NULL: each queue's retention), and dead letters already replayed as long
 -- ago. Dead letters never replayed are kept until an operator acts. queue NULL
 -- purges every queue.
-CREATE FUNCTION pyqueue.purge(older_than interval DEFAULT NULL, queue text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION pyqueue.purge(older_than interval DEFAULT NULL, queue text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER

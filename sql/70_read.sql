@@ -3,7 +3,7 @@
 -- all_jobs: every job, live or dead-lettered, as one row type. status is one of
 -- pending (a retry waiting shows pending with error set), running, completed,
 -- cancelled, dead. finished is true once the job will not run again.
-CREATE VIEW pyqueue.all_jobs AS
+CREATE OR REPLACE VIEW pyqueue.all_jobs AS
 SELECT id, queue, status, payload, priority, attempt, max_attempts, run_at,
        progress, progress_message, result, error, traceback, idempotency_key,
        worker, locked_until, created_at, started_at, failed_at, finished_at,
@@ -20,7 +20,7 @@ FROM pyqueue.dead_jobs;
 
 -- get_job(job_id) -> pyqueue.all_jobs
 -- One job by id. Raises (SQLSTATE P0002) when no job has that id.
-CREATE FUNCTION pyqueue.get_job(job_id bigint) RETURNS pyqueue.all_jobs
+CREATE OR REPLACE FUNCTION pyqueue.get_job(job_id bigint) RETURNS pyqueue.all_jobs
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
@@ -38,7 +38,7 @@ $$;
 
 -- list_jobs(status, queue, max_rows) -> SETOF pyqueue.all_jobs
 -- Jobs newest first, optionally of one status and one queue, at most max_rows.
-CREATE FUNCTION pyqueue.list_jobs(
+CREATE OR REPLACE FUNCTION pyqueue.list_jobs(
     status   text    DEFAULT NULL,
     queue    text    DEFAULT NULL,
     max_rows integer DEFAULT 100
@@ -68,12 +68,32 @@ END;
 $$;
 
 -- schema_version() -> integer
--- The version of the pyqueue schema in this database. Each migration that
--- changes the API raises it; a client refuses a schema newer than it knows.
-CREATE FUNCTION pyqueue.schema_version() RETURNS integer
+-- The version of the pyqueue schema in this database. Each migration raises it.
+CREATE OR REPLACE FUNCTION pyqueue.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT 1;
+    SELECT 2;
+$$;
+
+-- schema_compatibility() -> (version integer, oldest_client_version integer)
+-- Which clients this schema serves. A client is written for one schema version
+-- (its own) and can use schemas from some version on (it says which). It works
+-- here when version is at least the oldest schema it can use, and its own
+-- version is at least oldest_client_version. A migration that only adds (new
+-- tables, columns with defaults, functions, arguments last with defaults) keeps
+-- oldest_client_version, so workers of the previous release go on working while
+-- the schema is upgraded under them; one that changes or removes what older
+-- clients call raises it. Schema version 1 had no such function: it served
+-- clients of version 1 only.
+CREATE OR REPLACE FUNCTION pyqueue.schema_compatibility(
+    OUT version integer,
+    OUT oldest_client_version integer
+)
+LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT pyqueue.schema_version(), 1;
 $$;

@@ -4,7 +4,7 @@
 -- queue_stats: one row per queue: jobs by status, how many pending jobs are due
 -- now, how many of those are retries (an error is set), and how long the oldest
 -- due job has waited. dead counts dead letters not yet replayed.
-CREATE VIEW pyqueue.queue_stats AS
+CREATE OR REPLACE VIEW pyqueue.queue_stats AS
 SELECT queue,
        count(*) FILTER (WHERE status = 'pending')                         AS pending,
        count(*) FILTER (WHERE status = 'pending' AND run_at <= now())     AS due,
@@ -26,7 +26,7 @@ ORDER BY queue;
 -- throughput: per queue and minute over the last hour, jobs completed and
 -- failures (a failed run that will be retried, counted at its latest failure,
 -- plus jobs dead-lettered).
-CREATE VIEW pyqueue.throughput AS
+CREATE OR REPLACE VIEW pyqueue.throughput AS
 SELECT queue, minute,
        count(*) FILTER (WHERE kind = 'completed') AS completed,
        count(*) FILTER (WHERE kind = 'failed')    AS failed
@@ -47,7 +47,7 @@ GROUP BY queue, minute
 ORDER BY minute DESC, queue;
 
 -- running_jobs: every running job, longest running first, with its lease.
-CREATE VIEW pyqueue.running_jobs AS
+CREATE OR REPLACE VIEW pyqueue.running_jobs AS
 SELECT id, queue, worker, attempt, max_attempts, progress, progress_message,
        started_at,
        date_trunc('second', now() - started_at) AS running_for,
@@ -59,13 +59,13 @@ ORDER BY started_at;
 
 -- slow_jobs: running jobs past five minutes or past their lease: the ones a
 -- person should look at.
-CREATE VIEW pyqueue.slow_jobs AS
+CREATE OR REPLACE VIEW pyqueue.slow_jobs AS
 SELECT * FROM pyqueue.running_jobs
 WHERE running_for > interval '5 minutes' OR lease_expired;
 
 -- dead_letters: dead-lettered jobs, newest first, with the last error and, once
 -- replayed, the id of the new job.
-CREATE VIEW pyqueue.dead_letters AS
+CREATE OR REPLACE VIEW pyqueue.dead_letters AS
 SELECT id, queue, attempt, max_attempts, error, payload, created_at, dead_at,
        retried_as, retried_at, traceback
 FROM pyqueue.dead_jobs

@@ -37,7 +37,8 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer),
-    pyqueue.schema_version()
+    pyqueue.schema_version(),
+    pyqueue.schema_compatibility()
 TO pyqueue_producer;
 
 GRANT EXECUTE ON FUNCTION
@@ -50,7 +51,8 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.release(bigint[], uuid[]),
     pyqueue.recover_expired(integer),
     pyqueue.get_job(bigint),
-    pyqueue.schema_version()
+    pyqueue.schema_version(),
+    pyqueue.schema_compatibility()
 TO pyqueue_worker;
 GRANT USAGE ON TYPE pyqueue.claimed_job TO pyqueue_worker;
 
@@ -61,4 +63,5 @@ GRANT SELECT ON
     pyqueue.slow_jobs,
     pyqueue.dead_letters
 TO pyqueue_monitor;
-GRANT EXECUTE ON FUNCTION pyqueue.schema_version() TO pyqueue_monitor;
+GRANT EXECUTE ON FUNCTION pyqueue.schema_version(), pyqueue.schema_compatibility()
+TO pyqueue_monitor;

@@ -471,16 +471,17 @@ def test_the_worker_reconnects_after_its_sessions_are_terminated(dsn, db, queue,
     assert "database connection lost" in caplog.text
 
 
-def test_the_schema_must_be_there_and_not_newer(dsn, db):
+def test_the_schema_must_be_there_and_serve_this_client(dsn, db):
     worker = Worker()
 
     @worker.handler("q")
     def handle(payload, job):
         raise AssertionError("never claimed")
 
-    db.execute("CREATE OR REPLACE FUNCTION pyqueue.schema_version() RETURNS integer"
-               " LANGUAGE sql AS 'SELECT 999'")  # fmt: skip
-    with pytest.raises(SchemaError, match="version 999, newer than this client's"):
+    db.execute("CREATE OR REPLACE FUNCTION pyqueue.schema_compatibility(OUT version integer,"
+               " OUT oldest_client_version integer) LANGUAGE sql AS 'SELECT 999, 998'")  # fmt: skip
+    with pytest.raises(SchemaError, match="version 999, which serves clients written for schema "
+                       "version 998 or newer; this client is written for 2: upgrade pyqueue"):  # fmt: skip
         worker.run(dsn, install_signal_handlers=False)
     db.execute("DROP SCHEMA pyqueue CASCADE")
     with pytest.raises(SchemaError, match="not installed here: run `pyqueue migrate`"):
