@@ -15,6 +15,6 @@ lint:
 
 # The newest migration carries the code of sql/ that changed (scripts/migration.py
 # says how); tests/test_schema.py checks that sql/ and the migrations build the
-# same schema. NAME=... starts a new migration once the newest one is released.
+# same schema. NAME=... starts a new migration once the newest one has landed.
 migration:
 	python3 scripts/migration.py $(if $(NAME),new $(NAME),refresh)

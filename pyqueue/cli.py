@@ -116,7 +116,9 @@ def migrate(ctx: Context) -> None:
     """Bring the database to the current pyqueue schema."""
     database = resolve(ctx.url, ctx.data_dir)
     applied = schema.migrate(database.url)
-    click.echo(f"applied {applied} migration(s); schema version {schema.SCHEMA_VERSION}")
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        version = schema.installed_version(conn)
+    click.echo(f"applied {applied} migration(s); schema version {version}")
 
 
 @main.command()
@@ -164,7 +166,7 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    found.run(ctx.database(migrate=apply_migrations).url)
+    found.run(ctx.database().url, migrate=apply_migrations)
 
 
 @main.command()
@@ -389,10 +391,21 @@ def server_url(ctx: click.Context) -> None:
     metavar="USER:PASSWORD",
     help="Require these basic-auth credentials.",
 )
+@click.option(
+    "--migrate/--no-migrate",
+    "apply_migrations",
+    default=False,
+    help="Apply pending migrations first (always on for the private server).",
+)
 @pass_context
 @friendly_errors
 def dashboard(
-    ctx: Context, host: str, port: int, token: str | None, basic_auth: str | None
+    ctx: Context,
+    host: str,
+    port: int,
+    token: str | None,
+    basic_auth: str | None,
+    apply_migrations: bool,
 ) -> None:
     """Serve the web dashboard and its JSON API (loopback only without credentials)."""
     from pyqueue.dashboard import check_bind, credentials, serve
@@ -400,7 +413,7 @@ def dashboard(
     creds = credentials(token, basic_auth)
     check_bind(host, creds)  # before a private server is started for nothing
     click.echo(f"pyqueue dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
-    serve(ctx.database().url, host=host, port=port, creds=creds)
+    serve(ctx.database(migrate=apply_migrations).url, host=host, port=port, creds=creds)
 
 
 if __name__ == "__main__":

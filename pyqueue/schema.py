@@ -117,12 +117,17 @@ def migrate(conninfo: str, to_apply: MigrationList | None = None) -> int:
     return len(pending)
 
 
-def rollback_all(conninfo: str) -> int:
-    """Roll back every applied migration: the database holds no pyqueue schema after."""
+def rollback(conninfo: str, to_roll_back: MigrationList) -> int:
+    """Roll back those of `to_roll_back` that are applied, newest first; return how many."""
     with migration_lock(conninfo), get_backend(yoyo_url(conninfo)) as backend, backend.lock():
-        applied = backend.to_rollback(migrations())
+        applied = backend.to_rollback(to_roll_back)
         backend.rollback_migrations(applied)
     return len(applied)
+
+
+def rollback_all(conninfo: str) -> int:
+    """Roll back every applied migration: the database holds no pyqueue schema after."""
+    return rollback(conninfo, migrations())
 
 
 def compatibility(conn: psycopg.Connection[Any]) -> Compatibility | None:

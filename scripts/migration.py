@@ -7,7 +7,9 @@ other file of sql/ holds code that can (CREATE OR REPLACE, GRANT, REVOKE).
 
 A migration NNNN.name.sql is a hand-written part (ALTER TABLE and the like),
 then a generated part: each code file whose text differs from its copy in the
-newest earlier migration that carries one, then sql/90_roles.sql, because a new
+newest earlier migration that carries one (compared as definitions, so that
+schema version 1's CREATE FUNCTION equals today's CREATE OR REPLACE FUNCTION),
+then sql/90_roles.sql, because a new
 function is executable by PUBLIC until the grants are run again. Its rollback is
 a hand-written part, then the drops of the functions and views that the
 migration added and the earlier copies of the code files, as CREATE OR REPLACE.
@@ -15,7 +17,10 @@ migration added and the earlier copies of the code files, as CREATE OR REPLACE.
     python scripts/migration.py new NAME   start the next migration
     python scripts/migration.py refresh    rewrite the newest one's generated parts
     python scripts/migration.py check      fail when refresh would change anything,
-                                           or when a released migration changed
+                                           or when a frozen migration changed
+
+A migration freezes when it lands on main: its hashes go into
+migrations/history.toml, and the next schema change is a new migration.
 """
 
 from __future__ import annotations
@@ -62,10 +67,10 @@ class MigrationError(Exception):
     pass
 
 
-def released() -> dict[str, str]:
-    """File name -> sha256 of every migration file shipped in a release."""
-    with (MIGRATIONS / "released.toml").open("rb") as manifest:
-        return dict(tomllib.load(manifest)["sha256"])
+def frozen() -> dict[str, str]:
+    """File name -> sha256 of every migration file that has landed (migrations/history.toml)."""
+    with (MIGRATIONS / "history.toml").open("rb") as history:
+        return dict(tomllib.load(history)["frozen"])
 
 
 def migrations() -> list[Path]:
@@ -151,22 +156,23 @@ def expected(migration: Path) -> dict[Path, str]:
     }
 
 
-def check_released() -> list[str]:
+def check_frozen() -> list[str]:
     problems = []
-    for name, digest in released().items():
+    for name, digest in frozen().items():
         path = MIGRATIONS / name
         if not path.is_file():
-            problems.append(f"released migration {name} is missing")
+            problems.append(f"frozen migration {name} is missing")
         elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            problems.append(f"released migration {name} changed: make a new migration instead")
+            problems.append(f"frozen migration {name} changed: make a new migration instead")
     return problems
 
 
-def newest_unreleased() -> Path:
+def newest_unfrozen() -> Path:
     newest = migrations()[-1]
-    if newest.name in released():
+    if newest.name in frozen():
         raise MigrationError(
-            f"{newest.name} is released: start a new one with `scripts/migration.py new NAME`"
+            f"{newest.name} has landed and is frozen: start a new one with "
+            "`scripts/migration.py new NAME`"
         )
     return newest
 
@@ -189,7 +195,7 @@ def new(name: str) -> Path:
 
 def refresh() -> list[Path]:
     written = []
-    for path, text in expected(newest_unreleased()).items():
+    for path, text in expected(newest_unfrozen()).items():
         if path.read_text() != text:
             path.write_text(text)
             written.append(path)
@@ -197,9 +203,9 @@ def refresh() -> list[Path]:
 
 
 def check() -> list[str]:
-    problems = check_released()
+    problems = check_frozen()
     newest = migrations()[-1]
-    if newest.name in released():
+    if newest.name in frozen():
         if changed_code(NEXT):
             problems.append("sql/ changed since the newest migration: run `make migration`")
         return problems

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import psql_conninfo, scalar, with_dbname
+from helpers import psql_conninfo, scalar
+from schemas import catalog, new_database, schema_dump
 
 import pyqueue
 from pyqueue.schema import check_version, installed_version
@@ -26,52 +25,9 @@ MIGRATIONS = [p for p in MIGRATION_FILES if not p.name.endswith(".rollback.sql")
 
 
 @pytest.fixture
-def empty_database(dsn, db) -> Iterator[str]:
-    """The DSN of a new, empty database on the same server, dropped afterwards."""
-    name = f"pyqueue_schema_{uuid.uuid4().hex[:12]}"
-    db.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_dbname(dsn, name)
-    finally:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def catalog(conninfo: str) -> dict[str, list[tuple[object, ...]]]:
-    """What the pyqueue schema holds, read from the catalogs."""
-    queries = {
-        "functions": "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)"
-        " FROM pg_proc p WHERE p.pronamespace = 'pyqueue'::regnamespace ORDER BY 1",
-        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default"
-        " FROM information_schema.columns WHERE table_schema = 'pyqueue' ORDER BY 1, 2",
-        "indexes": "SELECT indexname, indexdef FROM pg_indexes"
-        " WHERE schemaname = 'pyqueue' ORDER BY 1",
-        "views": "SELECT viewname, definition FROM pg_views"
-        " WHERE schemaname = 'pyqueue' ORDER BY 1",
-        "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-        " FROM pg_constraint WHERE connamespace = 'pyqueue'::regnamespace ORDER BY 1, 2",
-        "grants": "SELECT routine_name, grantee, privilege_type"
-        " FROM information_schema.routine_privileges WHERE routine_schema = 'pyqueue'"
-        " UNION ALL SELECT table_name, grantee, privilege_type"
-        " FROM information_schema.table_privileges WHERE table_schema = 'pyqueue' ORDER BY 1, 2, 3",
-        "settings": "SELECT name, max_attempts, backoff_base, backoff_max, retention,"
-        " max_payload_bytes FROM pyqueue.queues ORDER BY 1",
-    }
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        return {name: conn.execute(query).fetchall() for name, query in queries.items()}
-
-
-def schema_dump(conninfo: str) -> str:
-    """pg_dump --schema-only of the pyqueue schema, without its per-run lines."""
-    dumped = subprocess.run(
-        ["pg_dump", "--schema-only", "--schema=pyqueue", "--dbname", psql_conninfo(conninfo)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    # pg_dump >= 15.14 brackets the dump with \restrict <random key>.
-    lines = [line for line in dumped.splitlines() if not re.match(r"\\(un)?restrict ", line)]
-    return "\n".join(lines)
+def empty_database(dsn) -> Iterator[str]:
+    with new_database(dsn) as database:
+        yield database
 
 
 def test_migrate_applies_once_and_rolls_back_to_nothing(empty_database):

@@ -3,6 +3,10 @@
 Its handler writes each run into the table `ledger` of the test database
 (PYQUEUE_TEST_DSN), so that a test can count how often every job really ran.
 PYQUEUE_TEST_LEASE sets the lease in seconds (the CLI has no option for it).
+PYQUEUE_TEST_CLIENT_SCHEMA="WRITTEN_FOR:OLDEST" makes this process a client of
+another release for the compatibility rule: one written for schema version
+WRITTEN_FOR that can use schemas from OLDEST on (tomorrow's worker, in the
+rolling-deploy test).
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from typing import Any
 
 import psycopg
 
-from pyqueue import JobContext, Worker
+from pyqueue import JobContext, Worker, schema
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+if "PYQUEUE_TEST_CLIENT_SCHEMA" in os.environ:
+    written_for, oldest = os.environ["PYQUEUE_TEST_CLIENT_SCHEMA"].split(":")
+    schema.SCHEMA_VERSION, schema.OLDEST_SCHEMA = int(written_for), int(oldest)
 
 worker = Worker(lease=float(os.environ.get("PYQUEUE_TEST_LEASE", "30")))
 

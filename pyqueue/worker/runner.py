@@ -58,22 +58,26 @@ def _queue_names(value: Sequence[str] | None) -> list[str] | None:
     return names
 
 
-def check_schema(conninfo: str) -> None:
+def check_schema(conninfo: str, migrate: bool = False) -> None:
+    """Raise SchemaError unless this client can work with the schema; migrate first if asked."""
+    if migrate:
+        schema.migrate(with_defaults(conninfo))
     with psycopg.connect(with_defaults(conninfo)) as conn:
         schema.check_version(conn)
 
 
-async def wait_for_schema(conninfo: str, stopping: asyncio.Event) -> bool:
+async def wait_for_schema(conninfo: str, stopping: asyncio.Event, migrate: bool = False) -> bool:
     """Check the schema before claiming anything, waiting out an unreachable database.
 
     A worker started during an outage (or a restart of the database) waits for
-    it, with backoff, as it would mid-run; SchemaError (missing or newer schema)
-    is final. False when a stop was asked for while waiting.
+    it, with backoff, as it would mid-run; SchemaError (a schema missing, or one
+    this client cannot work with) is final. False when a stop was asked for
+    while waiting.
     """
     backoff = Backoff()
     while not stopping.is_set():
         try:
-            await asyncio.to_thread(check_schema, conninfo)
+            await asyncio.to_thread(check_schema, conninfo, migrate)
             return True
         except psycopg.OperationalError as error:
             delay = backoff.next_delay()
@@ -189,13 +193,21 @@ class Worker:
             )
         return list(dict.fromkeys(self.queues))
 
-    def run(self, conninfo: str | None = None, *, install_signal_handlers: bool = True) -> None:
+    def run(
+        self,
+        conninfo: str | None = None,
+        *,
+        install_signal_handlers: bool = True,
+        migrate: bool = False,
+    ) -> None:
         """Work until stop(), SIGTERM or SIGINT (the second one stops at once).
 
         The database is `conninfo`, else the constructor's, else $DATABASE_URL.
-        Raises SchemaError, before claiming anything, when the pyqueue schema is
-        missing or of another version than this client's; a database that cannot
-        be reached yet is waited for, with backoff, until it can or a stop.
+        With migrate=True, pending migrations are applied first (workers started
+        at once take turns; one applies them). Raises SchemaError, before
+        claiming anything, when the pyqueue schema is missing or one this client
+        cannot work with (pyqueue.schema.refusal); a database that cannot be
+        reached yet is waited for, with backoff, until it can or a stop.
         """
         url = conninfo or self.conninfo or os.environ.get("DATABASE_URL")
         if not url:
@@ -204,7 +216,7 @@ class Worker:
         self.name = self._name or default_worker_name()
         signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
         try:
-            asyncio.run(self._serve(url, queues, signals))
+            asyncio.run(self._serve(url, queues, signals, migrate))
         finally:
             with self._lock:
                 self._loop = None
@@ -223,7 +235,7 @@ class Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._act_on_stop_requests)
 
-    async def _serve(self, conninfo: str, queues: list[str], signals: bool) -> None:
+    async def _serve(self, conninfo: str, queues: list[str], signals: bool, migrate: bool) -> None:
         assert self.name is not None
         loop = asyncio.get_running_loop()
         session = Session(conninfo, self.name, dict(self._handlers), queues, self.settings)
@@ -236,7 +248,7 @@ class Worker:
             self._loop = loop
         try:
             self._act_on_stop_requests()  # stop() may have come before the loop existed
-            if not await wait_for_schema(conninfo, session.stopping):
+            if not await wait_for_schema(conninfo, session.stopping, migrate):
                 return
             logger.info(
                 "worker %s started: queues %s, %s", self.name, ", ".join(queues), self.settings
