@@ -204,6 +204,12 @@ def refresh() -> list[Path]:
 
 def check() -> list[str]:
     problems = check_frozen()
+    unfrozen = [p.name for p in migrations() if p.name not in frozen()]
+    if unfrozen[:-1]:
+        problems.append(
+            f"only the newest migration may be unfrozen, not {', '.join(unfrozen[:-1])}: "
+            "add the hashes of each landed migration to migrations/history.toml"
+        )
     newest = migrations()[-1]
     if newest.name in frozen():
         if changed_code(NEXT):

@@ -28,7 +28,14 @@ import pyqueue
 # Which public functions each role may execute: the contract under test. Any
 # other function in schema pyqueue, internal ones included, must be refused.
 ALLOWED_FUNCTIONS = {
-    "pyqueue_producer": {"enqueue", "enqueue_batch", "get_job", "list_jobs", "schema_version"},
+    "pyqueue_producer": {
+        "enqueue",
+        "enqueue_batch",
+        "get_job",
+        "list_jobs",
+        "schema_version",
+        "schema_compatibility",
+    },
     "pyqueue_worker": {
         "claim_batch",
         "complete",
@@ -40,8 +47,9 @@ ALLOWED_FUNCTIONS = {
         "recover_expired",
         "get_job",
         "schema_version",
+        "schema_compatibility",
     },
-    "pyqueue_monitor": {"schema_version"},
+    "pyqueue_monitor": {"schema_version", "schema_compatibility"},
 }
 MONITOR_VIEWS = {"queue_stats", "throughput", "running_jobs", "slow_jobs", "dead_letters"}
 OPERATOR_FUNCTIONS = {"cancel", "retry_dead", "purge", "configure_queue"}
