@@ -142,3 +142,8 @@ CREATE TYPE pyqueue.claimed_job AS (
     lease_token  uuid,
     locked_until timestamptz
 );
+
+-- What fail_batch made of each job it was given: pending again after its
+-- backoff, dead-lettered (no attempts left), or lost (the caller no longer
+-- held it, or no such job), changing nothing. The words fail() returns.
+CREATE TYPE pyqueue.fail_outcome AS ENUM ('pending', 'dead', 'lost');

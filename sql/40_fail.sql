@@ -32,12 +32,96 @@ BEGIN
 END;
 $$;
 
+-- fail_batch(job_ids, lease_tokens, errors, tracebacks) -> TABLE (job_id, outcome)
+-- Records failed runs, many in one call. Each job the caller still holds (its
+-- lease token is the job's current one) is pending again, due after
+-- backoff_delay(attempt, ...) (the job's backoff, else its queue's), with its
+-- error and traceback kept: outcome 'pending'. With no attempts left it moves
+-- to the dead-letter table in this transaction: 'dead'. Any other id, unknown
+-- ones included, is 'lost' and changes nothing. errors pairs with job_ids, and
+-- so do tracebacks when given. One row per id given, in the order given. The
+-- held jobs are locked in id order, as every batch call on jobs locks them, so
+-- that two calls never wait for each other in a cycle.
+CREATE OR REPLACE FUNCTION pyqueue.fail_batch(
+    job_ids      bigint[],
+    lease_tokens uuid[],
+    errors       text[],
+    tracebacks   text[] DEFAULT NULL
+) RETURNS TABLE (job_id bigint, outcome pyqueue.fail_outcome)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    retried bigint[];
+    buried  bigint[] := '{}';
+    doomed  record;
+BEGIN
+    PERFORM _check_pairs(job_ids, lease_tokens);
+    IF cardinality(errors) IS DISTINCT FROM cardinality(job_ids) THEN
+        RAISE EXCEPTION 'pyqueue: errors has % elements, job_ids has %',
+            coalesce(cardinality(errors)::text, 'NULL'), cardinality(job_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF tracebacks IS NOT NULL AND cardinality(tracebacks) <> cardinality(job_ids) THEN
+        RAISE EXCEPTION 'pyqueue: tracebacks has % elements, job_ids has %',
+            cardinality(tracebacks), cardinality(job_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM 1 FROM jobs j, unnest(job_ids, lease_tokens) AS f(id, token)
+    WHERE j.id = f.id AND j.lease_token = f.token
+    ORDER BY j.id
+    FOR UPDATE OF j;
+
+    WITH failed AS (
+        UPDATE jobs j
+        SET status       = 'pending',
+            run_at       = now() + (
+                SELECT backoff_delay(j.attempt,
+                                     coalesce(j.backoff_base, s.backoff_base),
+                                     coalesce(j.backoff_max, s.backoff_max))
+                FROM queue_settings(j.queue) s),
+            error        = left(coalesce(f.error, '(no error message)'), 10000),
+            traceback    = left(f.traceback, 100000),
+            failed_at    = now(),
+            lease_token  = NULL,
+            locked_until = NULL
+        FROM unnest(job_ids, lease_tokens, errors, tracebacks) AS f(id, token, error, traceback)
+        WHERE j.id = f.id AND j.lease_token = f.token AND j.attempt < j.max_attempts
+        RETURNING j.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO retried FROM failed;
+
+    FOR doomed IN
+        SELECT j.id, f.error, f.traceback
+        FROM jobs j, unnest(job_ids, lease_tokens, errors, tracebacks) AS f(id, token, error, traceback)
+        WHERE j.id = f.id AND j.lease_token = f.token
+        ORDER BY j.id
+    LOOP
+        CONTINUE WHEN doomed.id = ANY (buried);  -- an id given twice dies once
+        PERFORM _bury(ARRAY[doomed.id],
+                      left(coalesce(doomed.error, '(no error message)'), 10000),
+                      left(doomed.traceback, 100000));
+        buried := buried || doomed.id;
+    END LOOP;
+
+    RETURN QUERY
+    SELECT g.id,
+           CASE WHEN g.id = ANY (retried) THEN 'pending'
+                WHEN g.id = ANY (buried) THEN 'dead'
+                ELSE 'lost'
+           END::fail_outcome
+    FROM unnest(job_ids) WITH ORDINALITY AS g(id, ord)
+    ORDER BY g.ord;
+END;
+$$;
+
 -- fail(job_id, lease_token, error, traceback) -> text
--- Records a failed run. With attempts left the job is pending again, due after
--- backoff_delay(attempt, ...) (the job's backoff, else its queue's), with the
--- error kept; returns 'pending'. With none left it moves to the dead-letter
--- table in this transaction; returns 'dead'. Returns 'lost', changing nothing,
--- when the caller no longer holds the job. Raises when no job has that id.
+-- fail_batch() for one job: returns 'pending' (to be retried after backoff),
+-- 'dead' (dead-lettered) or 'lost' (no longer the caller's, changing nothing).
+-- Raises when no job has that id.
 CREATE OR REPLACE FUNCTION pyqueue.fail(
     job_id      bigint,
     lease_token uuid,
@@ -48,38 +132,14 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    job      jobs%ROWTYPE;
-    settings queues%ROWTYPE;
-    message  text := left(coalesce(fail.error, '(no error message)'), 10000);
-    trace    text := left(fail.traceback, 100000);
+    outcome fail_outcome;
 BEGIN
-    SELECT * INTO job FROM jobs
-    WHERE id = job_id AND status = 'running' AND lease_token = fail.lease_token
-    FOR UPDATE;
-    IF NOT FOUND THEN
+    SELECT b.outcome INTO outcome
+    FROM fail_batch(ARRAY[job_id], ARRAY[lease_token], ARRAY[error], ARRAY[traceback]) b;
+    IF outcome = 'lost' THEN
         PERFORM _require_job(job_id);
-        RETURN 'lost';
     END IF;
-
-    IF job.attempt >= job.max_attempts THEN
-        PERFORM _bury(ARRAY[job_id], message, trace);
-        RETURN 'dead';
-    END IF;
-
-    settings := queue_settings(job.queue);
-    UPDATE jobs
-    SET status       = 'pending',
-        run_at       = now() + backoff_delay(job.attempt,
-                                             coalesce(job.backoff_base, settings.backoff_base),
-                                             coalesce(job.backoff_max, settings.backoff_max)),
-        error        = message,
-        traceback    = trace,
-        failed_at    = now(),
-        lease_token  = NULL,
-        locked_until = NULL
-    WHERE id = job_id;
-    RETURN 'pending';
+    RETURN outcome::text;
 END;
 $$;

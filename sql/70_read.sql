@@ -74,7 +74,7 @@ LANGUAGE sql IMMUTABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT 2;
+    SELECT 3;
 $$;
 
 -- schema_compatibility() -> (version integer, oldest_client_version integer)

@@ -28,6 +28,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON TYPE pyqueue.claimed_job FROM PUBLIC;
+REVOKE ALL ON TYPE pyqueue.fail_outcome FROM PUBLIC;
 REVOKE ALL ON DOMAIN pyqueue.job_status FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA pyqueue TO pyqueue_producer, pyqueue_worker, pyqueue_monitor;
@@ -46,6 +47,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
     pyqueue.fail(bigint, uuid, text, text),
+    pyqueue.fail_batch(bigint[], uuid[], text[], text[]),
     pyqueue.heartbeat(bigint[], uuid[], interval),
     pyqueue.report_progress(bigint, uuid, integer, text),
     pyqueue.release(bigint[], uuid[]),
@@ -54,7 +56,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_worker;
-GRANT USAGE ON TYPE pyqueue.claimed_job TO pyqueue_worker;
+GRANT USAGE ON TYPE pyqueue.claimed_job, pyqueue.fail_outcome TO pyqueue_worker;
 
 GRANT SELECT ON
     pyqueue.queue_stats,

@@ -26,6 +26,7 @@ HISTORY = ROOT / "migrations" / "history.toml"
 @dataclass(frozen=True)
 class Release:
     version: str
+    commit: str
     schema_version: int
     migrations: list[str]
 
@@ -34,7 +35,22 @@ def releases() -> list[Release]:
     """Every release, oldest first, with the migrations it shipped."""
     with HISTORY.open("rb") as history:
         listed = tomllib.load(history)["release"]
-    return [Release(r["version"], r["schema_version"], r["migrations"]) for r in listed]
+    return [
+        Release(r["version"], r["commit"], r["schema_version"], r["migrations"]) for r in listed
+    ]
+
+
+def release_code(release: Release, into: Path) -> Path:
+    """The release's own source tree (its pyqueue/, sql/, migrations/), from git history."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", release.commit, "pyqueue", "sql", "migrations"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, timeout=60, check=True)
+    return into
 
 
 @contextmanager

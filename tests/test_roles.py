@@ -41,6 +41,7 @@ ALLOWED_FUNCTIONS = {
         "complete",
         "complete_batch",
         "fail",
+        "fail_batch",
         "heartbeat",
         "report_progress",
         "release",

@@ -280,6 +280,93 @@ def test_fail_keeps_only_the_first_10000_characters_of_the_error(db):
     assert len(job(db, job_id)["error"]) == 10000
 
 
+def fail_batch(db, job_ids, tokens, errors, tracebacks=None) -> list[tuple[int, str]]:
+    found = db.execute(
+        "SELECT job_id, outcome::text FROM pyqueue.fail_batch(%s, %s, %s, %s)",
+        [job_ids, tokens, errors, tracebacks],
+    ).fetchall()
+    return [(job_id, outcome) for job_id, outcome in found]
+
+
+def test_fail_batch_retries_buries_and_reports_lost_jobs_one_row_each_in_order(db):
+    retried = enqueue(db, payload='{"n": 1}', max_attempts=3, backoff_base="10 seconds")
+    doomed = enqueue(db, payload='{"n": 2}', max_attempts=1)
+    stolen = enqueue(db, payload='{"n": 3}')
+    held = {c.id: c.lease_token for c in claim(db, batch_size=3)}
+    expire_lease(db, stolen)
+    assert claim_one(db).id == stolen  # another worker holds it now
+    stolen_before = job(db, stolen)
+
+    outcomes = fail_batch(
+        db,
+        [doomed, 987654, retried, stolen],
+        [held[doomed], held[retried], held[retried], held[stolen]],
+        ["disk full", "nobody", "smtp refused", "too late"],
+        ["Traceback: doomed", None, "Traceback: retried", None],
+    )
+    assert outcomes == [(doomed, "dead"), (987654, "lost"), (retried, "pending"), (stolen, "lost")]
+
+    j = job(db, retried)
+    assert (j["status"], j["error"], j["traceback"], j["attempt"]) == (
+        "pending", "smtp refused", "Traceback: retried", 1
+    )  # fmt: skip
+    assert j["lease_token"] is None
+    assert timedelta(seconds=5) <= j["run_at"] - j["failed_at"] <= timedelta(seconds=10)
+    d = dead(db, doomed)
+    assert (d["error"], d["traceback"], d["payload"]) == (
+        "disk full",
+        "Traceback: doomed",
+        {"n": 2},
+    )
+    assert job(db, stolen) == stolen_before
+
+
+def test_fail_batch_takes_each_jobs_backoff_and_the_queues_when_it_has_none(db):
+    db.execute(
+        "SELECT pyqueue.configure_queue('slow', backoff_base => '1 hour', backoff_max => '2 hours')"
+    )
+    own = enqueue(db, "slow", backoff_base="10 seconds", backoff_max="10 seconds")
+    queues = enqueue(db, "slow")
+    held = claim(db, "slow", batch_size=2)
+    outcomes = fail_batch(db, [c.id for c in held], [c.lease_token for c in held], ["a", "b"])
+    assert sorted(outcomes) == [(own, "pending"), (queues, "pending")]
+    own_wait = job(db, own)["run_at"] - job(db, own)["failed_at"]
+    queues_wait = job(db, queues)["run_at"] - job(db, queues)["failed_at"]
+    assert timedelta(seconds=5) <= own_wait <= timedelta(seconds=10)
+    assert timedelta(minutes=30) <= queues_wait <= timedelta(hours=1)
+
+
+def test_fail_batch_without_tracebacks_or_messages_still_records_an_error(db):
+    job_id = enqueue(db)
+    c = claim_one(db)
+    assert fail_batch(db, [job_id], [c.lease_token], [None]) == [(job_id, "pending")]
+    assert (job(db, job_id)["error"], job(db, job_id)["traceback"]) == ("(no error message)", None)
+
+
+@pytest.mark.parametrize(
+    ("errors", "tracebacks", "message"),
+    [
+        (["one"], None, "errors has 1 elements, job_ids has 2"),
+        (None, None, "errors has NULL elements, job_ids has 2"),
+        (["one", "two"], ["only one"], "tracebacks has 1 elements, job_ids has 2"),
+    ],
+)
+def test_fail_batch_refuses_arrays_that_do_not_pair_up_and_writes_nothing(
+    db, errors, tracebacks, message
+):
+    enqueue(db)
+    enqueue(db)
+    held = claim(db, batch_size=2)
+    with writes_nothing(db):
+        error = sqlstate_of(
+            db,
+            "SELECT * FROM pyqueue.fail_batch(%s, %s, %s, %s)",
+            [[c.id for c in held], [c.lease_token for c in held], errors, tracebacks],
+        )
+    assert error.sqlstate == "22023"
+    assert message in error.diag.message_primary
+
+
 # ---------------------------------------------------------------- leases
 
 
@@ -432,6 +519,7 @@ def test_a_stale_lease_token_changes_nothing_and_says_so(db, lose):
 
     assert complete(db, job_id, stale, '{"late": true}') is False
     assert fail(db, job_id, stale, "late failure") == "lost"
+    assert fail_batch(db, [job_id], [stale], ["late failure"]) == [(job_id, "lost")]
     assert rows(db, "SELECT * FROM pyqueue.heartbeat(%s, %s)", [[job_id], [stale]]) == []
     assert scalar(db, "SELECT pyqueue.report_progress(%s, %s, 50)", [job_id, stale]) is False
     assert rows(db, "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[job_id], [stale]]) == []

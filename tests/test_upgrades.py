@@ -6,6 +6,7 @@ lists them), since a migration never changes once it has landed.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,16 @@ import pytest
 from helpers import claim_one, complete, enqueue, fail, scalar, status
 from hypothesis import given
 from hypothesis import strategies as st
-from schemas import ROOT, Release, catalog, new_database, releases, schema_dump, table_rows
+from schemas import (
+    ROOT,
+    Release,
+    catalog,
+    new_database,
+    release_code,
+    releases,
+    schema_dump,
+    table_rows,
+)
 
 import pyqueue
 from pyqueue import schema
@@ -72,7 +82,9 @@ def as_before(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list
 
 @pytest.mark.slow
 @pytest.mark.parametrize("release", releases(), ids=lambda r: r.version)
-def test_an_upgrade_under_a_running_worker_keeps_every_job(dsn, tmp_path, release: Release):
+def test_an_upgrade_under_the_releases_running_worker_keeps_every_job(
+    dsn, tmp_path, release: Release
+):
     with new_database(dsn) as database:
         assert pyqueue.migrate(database, migrations_of(release.migrations)) == len(
             release.migrations
@@ -84,7 +96,8 @@ def test_an_upgrade_under_a_running_worker_keeps_every_job(dsn, tmp_path, releas
             conn.execute(LEDGER_DDL)
             live = [enqueue(conn, "ledger", '{"sleep": 0.01}') for _ in range(300)]
 
-            worker = WorkerProcess(database, tmp_path / "worker.log")
+            # The release's own worker, as a fleet of that release runs it.
+            worker = ReleaseWorker(release, database, tmp_path)
             try:
                 wait_for(lambda: scalar(conn, "SELECT count(*) FROM ledger") > 0, worker)
                 migrated = subprocess.run(
@@ -105,7 +118,7 @@ def test_an_upgrade_under_a_running_worker_keeps_every_job(dsn, tmp_path, releas
                 worker.kill()
             assert exited == 0, worker.output()
 
-            # The worker ran through the upgrade: every job once, none lost.
+            # The release's worker ran through the upgrade: every job once, none lost.
             assert scalar(conn, "SELECT count(*) FROM ledger WHERE event = 'end'") == len(live)
             assert scalar(conn, "SELECT count(DISTINCT job_id) FROM ledger") == len(live)
             conn.execute("DELETE FROM pyqueue.jobs WHERE queue = 'ledger'")
@@ -119,6 +132,30 @@ def test_an_upgrade_under_a_running_worker_keeps_every_job(dsn, tmp_path, releas
             # ...and the job running under a lease is still its claimant's to finish.
             assert complete(conn, jobs["running"], jobs["lease"], '{"after": "upgrade"}')
             assert status(conn, jobs["running"]) == "completed"
+
+
+class ReleaseWorker(WorkerProcess):
+    """`pyqueue worker tests.workers_for_tests:worker` run by a release's own code."""
+
+    def __init__(self, release: Release, dsn: str, folder: Path) -> None:
+        code = release_code(release, folder / release.version)
+        # -P: not the current directory first on sys.path, so pyqueue comes from
+        # the release's tree; the test worker module from this checkout.
+        python = [sys.executable, "-P"]
+        env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{ROOT}", "PYQUEUE_TEST_DSN": dsn}
+        probe = "import pyqueue; print(pyqueue.__file__, pyqueue.SCHEMA_VERSION)"
+        found = subprocess.run(
+            [*python, "-c", probe], env=env, cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert found == [str(code / "pyqueue" / "__init__.py"), str(release.schema_version)]
+
+        self.log = folder / "release-worker.log"
+        command = [*python, "-m", "pyqueue.cli", "--database-url", dsn, "worker",
+                   "tests.workers_for_tests:worker"]  # fmt: skip
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
 
 
 def all_completed(conn: psycopg.Connection[Any], ids: list[int]) -> bool:
@@ -161,7 +198,11 @@ def test_a_schema_of_version_1_reads_as_serving_its_own_clients(dsn):
         pyqueue.migrate(database, migrations_of(releases()[0].migrations))
         with psycopg.connect(database, autocommit=True) as conn:
             assert schema.compatibility(conn) == Compatibility(1, 1)
-            schema.check_version(conn)  # this client can still use schema version 1
+            if schema.OLDEST_SCHEMA > 1:
+                with pytest.raises(pyqueue.SchemaError, match="run `pyqueue migrate`"):
+                    schema.check_version(conn)
+            else:
+                schema.check_version(conn)
 
 
 versions = st.integers(min_value=1, max_value=50)

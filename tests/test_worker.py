@@ -20,7 +20,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from pyqueue import InvalidArgument, SchemaError
+from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
 from pyqueue.worker import JobContext, Worker, session
 
 FAST = {"poll_interval": 0.05}
@@ -481,7 +481,8 @@ def test_the_schema_must_be_there_and_serve_this_client(dsn, db):
     db.execute("CREATE OR REPLACE FUNCTION pyqueue.schema_compatibility(OUT version integer,"
                " OUT oldest_client_version integer) LANGUAGE sql AS 'SELECT 999, 998'")  # fmt: skip
     refusal = "version 999, which serves clients written for schema version 998 or newer"
-    with pytest.raises(SchemaError, match=f"{refusal}; this client is written for 2: upgrade"):
+    written_for = f"this client is written for {SCHEMA_VERSION}: upgrade pyqueue"
+    with pytest.raises(SchemaError, match=f"{refusal}; {written_for}"):
         worker.run(dsn, install_signal_handlers=False)
     db.execute("DROP SCHEMA pyqueue CASCADE")
     with pytest.raises(SchemaError, match="not installed here: run `pyqueue migrate`"):
