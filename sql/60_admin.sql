@@ -16,7 +16,7 @@ BEGIN
         finished_at  = now(),
         lease_token  = NULL,
         locked_until = NULL
-    WHERE id = job_id AND status IN ('pending', 'running');
+    WHERE id = job_id AND 'cancel' = ANY (job_actions(status));
     IF FOUND THEN
         PERFORM _notify_finished(ARRAY[job_id]);
         RETURN true;

@@ -18,6 +18,39 @@ SELECT id, queue, 'dead', payload, priority, attempt, max_attempts, NULL,
        true
 FROM pyqueue.dead_jobs;
 
+-- job_statuses: the words for a job's state, defined here once. Readers (the
+-- CLI, the dashboard, other languages) show these instead of words of their own.
+--   status    a status of all_jobs, in lifecycle order (position)
+--   finished  the job will not run again
+--   meaning   a line for people
+CREATE OR REPLACE VIEW pyqueue.job_statuses AS
+SELECT *
+FROM (VALUES
+    (1, 'pending', false, 'waiting to run; a retry waiting for its backoff has an error'),
+    (2, 'running', false, 'leased to a worker, its handler running'),
+    (3, 'completed', true, 'done; result holds what the handler returned'),
+    (4, 'cancelled', true, 'cancelled by an operator before it finished'),
+    (5, 'dead', true, 'out of attempts, in the dead-letter table with its last error')
+) AS s(position, status, finished, meaning);
+
+-- job_actions(status, retried_as) -> text[]
+-- What an operator may do to a job in this state, defined here once: 'cancel'
+-- a pending or running job (cancel() acts on exactly these), 'retry' a dead
+-- letter not yet replayed (retry_dead() on a replayed one returns its replay).
+-- Readers show the actions this returns rather than deciding them again.
+CREATE OR REPLACE FUNCTION pyqueue.job_actions(status text, retried_as bigint DEFAULT NULL)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT CASE
+        WHEN status IN ('pending', 'running') THEN ARRAY['cancel']
+        WHEN status = 'dead' AND retried_as IS NULL THEN ARRAY['retry']
+        ELSE '{}'::text[]
+    END
+$$;
+
 -- get_job(job_id) -> pyqueue.all_jobs
 -- One job by id. Raises (SQLSTATE P0002) when no job has that id.
 CREATE OR REPLACE FUNCTION pyqueue.get_job(job_id bigint) RETURNS pyqueue.all_jobs
@@ -49,10 +82,12 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
-    IF status NOT IN ('pending', 'running', 'completed', 'cancelled', 'dead') THEN
+    IF status IS NOT NULL AND NOT EXISTS (SELECT FROM job_statuses s WHERE s.status = status) THEN
         RAISE EXCEPTION 'pyqueue: unknown status %', quote_literal(left(status, 40))
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A status is one of pending, running, completed, cancelled, dead.';
+                  HINT = 'A status is one of ' || (SELECT string_agg(s.status, ', '
+                                                     ORDER BY s.position)
+                                                   FROM job_statuses s) || '.';
     END IF;
     IF queue IS NOT NULL THEN
         PERFORM _check_queue(queue);

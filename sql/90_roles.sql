@@ -38,6 +38,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer),
+    pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_producer;
@@ -53,6 +54,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.release(bigint[], uuid[]),
     pyqueue.recover_expired(integer),
     pyqueue.get_job(bigint),
+    pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_worker;
@@ -63,7 +65,12 @@ GRANT SELECT ON
     pyqueue.throughput,
     pyqueue.running_jobs,
     pyqueue.slow_jobs,
-    pyqueue.dead_letters
+    pyqueue.dead_letters,
+    pyqueue.job_statuses
 TO pyqueue_monitor;
-GRANT EXECUTE ON FUNCTION pyqueue.schema_version(), pyqueue.schema_compatibility()
+GRANT SELECT ON pyqueue.job_statuses TO pyqueue_producer, pyqueue_worker;
+GRANT EXECUTE ON FUNCTION
+    pyqueue.job_actions(text, bigint),
+    pyqueue.schema_version(),
+    pyqueue.schema_compatibility()
 TO pyqueue_monitor;

@@ -33,6 +33,7 @@ ALLOWED_FUNCTIONS = {
         "enqueue_batch",
         "get_job",
         "list_jobs",
+        "job_actions",
         "schema_version",
         "schema_compatibility",
     },
@@ -47,12 +48,15 @@ ALLOWED_FUNCTIONS = {
         "release",
         "recover_expired",
         "get_job",
+        "job_actions",
         "schema_version",
         "schema_compatibility",
     },
-    "pyqueue_monitor": {"schema_version", "schema_compatibility"},
+    "pyqueue_monitor": {"job_actions", "schema_version", "schema_compatibility"},
 }
 MONITOR_VIEWS = {"queue_stats", "throughput", "running_jobs", "slow_jobs", "dead_letters"}
+# The words for job states, which every role may read to show them.
+SHARED_VIEWS = {"job_statuses"}
 OPERATOR_FUNCTIONS = {"cancel", "retry_dead", "purge", "configure_queue"}
 ROLES = tuple(ALLOWED_FUNCTIONS)
 
@@ -262,6 +266,15 @@ def test_monitoring_views_are_the_monitors_only(logins):
                 assert_refused(conn, f"SELECT * FROM pyqueue.{view}")
 
 
+def test_every_role_reads_the_words_for_job_states_and_their_actions(logins):
+    for role in ROLES:
+        with connect(logins[role]) as conn:
+            words = conn.execute("SELECT status FROM pyqueue.job_statuses ORDER BY position")
+            assert [w for (w,) in words] == ["pending", "running", "completed", "cancelled", "dead"]
+            actions = conn.execute("SELECT pyqueue.job_actions('dead', NULL)").fetchone()
+            assert actions == (["retry"],)
+
+
 def test_producer_enqueues_and_reads_status(db, logins):
     with connect(logins["pyqueue_producer"]) as conn:
         job_id = conn.execute(
@@ -347,7 +360,7 @@ def test_monitor_reads_every_view(db, logins):
             " AND relkind = 'v' AND relname <> 'all_jobs'"
         )
     }
-    assert views == MONITOR_VIEWS
+    assert views == MONITOR_VIEWS | SHARED_VIEWS
     with connect(logins["pyqueue_monitor"]) as conn:
         for view in sorted(MONITOR_VIEWS):
             conn.execute(f"SELECT * FROM pyqueue.{view}").fetchall()

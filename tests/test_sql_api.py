@@ -691,6 +691,59 @@ def test_purge_deletes_replayed_dead_letters_only(db):
     assert _ids(db) == {kept, new}
 
 
+def _a_job_in_each_state(db) -> dict[str, int]:
+    jobs = {name: enqueue(db, name, max_attempts=1) for name in
+            ("pending", "running", "completed", "cancelled", "dead", "replayed")}  # fmt: skip
+    for name in ("running", "completed", "dead", "replayed"):
+        claimed = claim_one(db, name)
+        if name == "completed":
+            complete(db, claimed.id, claimed.lease_token)
+        elif name in ("dead", "replayed"):
+            assert fail(db, claimed.id, claimed.lease_token) == "dead"
+    scalar(db, "SELECT pyqueue.cancel(%s)", [jobs["cancelled"]])
+    scalar(db, "SELECT pyqueue.retry_dead(%s)", [jobs["replayed"]])
+    return jobs
+
+
+def test_job_actions_offer_exactly_what_cancel_and_retry_dead_do(db):
+    for name, job_id in _a_job_in_each_state(db).items():
+        found = row(
+            db,
+            "SELECT a.status, a.finished, pyqueue.job_actions(a.status, a.retried_as) AS actions,"
+            " s.finished AS finished_by_word"
+            " FROM pyqueue.all_jobs a JOIN pyqueue.job_statuses s USING (status) WHERE a.id = %s",
+            [job_id],
+        )
+        assert found["finished"] == found["finished_by_word"], name
+        with db.transaction(force_rollback=True):
+            cancelled = scalar(db, "SELECT pyqueue.cancel(%s)", [job_id])
+        assert cancelled == ("cancel" in found["actions"]), name
+        with db.transaction(force_rollback=True):
+            before = counts(db)
+            if found["status"] == "dead":
+                scalar(db, "SELECT pyqueue.retry_dead(%s)", [job_id])
+            replayed = counts(db)[0] == before[0] + 1
+        assert replayed == ("retry" in found["actions"]), name
+        assert found["actions"] == {"pending": ["cancel"], "running": ["cancel"],
+                                    "dead": ["retry"]}.get(name, []), name  # fmt: skip
+
+
+def test_job_statuses_name_every_status_once_in_lifecycle_order(db):
+    words = rows(db, "SELECT * FROM pyqueue.job_statuses ORDER BY position")
+    assert [(w["status"], w["finished"]) for w in words] == [
+        ("pending", False),
+        ("running", False),
+        ("completed", True),
+        ("cancelled", True),
+        ("dead", True),
+    ]
+    assert all(w["meaning"] for w in words)
+    error = sqlstate_of(db, "SELECT * FROM pyqueue.list_jobs('finished')")
+    assert error.diag.message_hint == (
+        "A status is one of pending, running, completed, cancelled, dead."
+    )
+
+
 # ---------------------------------------------------------------- idempotency
 
 

@@ -1,4 +1,4 @@
--- pyqueue schema version 3: fail batch.
+-- pyqueue schema version 3: fail_batch; the words for job states and the actions they allow.
 -- The hand-written part changes tables and types; the generated part below it
 -- is the code of sql/ that changed. A lock wait ends the migration rather than
 -- queueing every worker's claim behind it; run it again.
@@ -155,6 +155,120 @@ BEGIN
 END;
 $$;
 
+-- ==== sql/60_admin.sql
+-- Operator actions: cancel, replay a dead letter, purge finished jobs.
+
+-- cancel(job_id) -> boolean
+-- Cancels a pending or running job. A running job's worker loses it: its later
+-- complete or fail reports it lost. Returns false, changing nothing, when the
+-- job had already finished (completed, cancelled or dead). Raises when no job
+-- has that id.
+CREATE OR REPLACE FUNCTION pyqueue.cancel(job_id bigint) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    UPDATE jobs
+    SET status       = 'cancelled',
+        finished_at  = now(),
+        lease_token  = NULL,
+        locked_until = NULL
+    WHERE id = job_id AND 'cancel' = ANY (job_actions(status));
+    IF FOUND THEN
+        PERFORM _notify_finished(ARRAY[job_id]);
+        RETURN true;
+    END IF;
+    PERFORM _require_job(job_id);
+    RETURN false;
+END;
+$$;
+
+-- retry_dead(job_id) -> bigint (the new job's id)
+-- Replays a dead-lettered job as a new pending job, due now, with the same
+-- queue, payload, priority, attempt limit and backoff, in one transaction. The
+-- dead letter stays, marked with the new id; replaying it again returns that
+-- same id instead of a second job. The idempotency key is not carried over: it
+-- was released when the job died and may have been taken since. Raises when no
+-- dead-lettered job has that id.
+CREATE OR REPLACE FUNCTION pyqueue.retry_dead(job_id bigint) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+DECLARE
+    dead   dead_jobs%ROWTYPE;
+    new_id bigint;
+BEGIN
+    SELECT * INTO dead FROM dead_jobs WHERE id = job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM jobs WHERE id = job_id) THEN
+            RAISE EXCEPTION 'pyqueue: job % is not dead-lettered (status %)', job_id,
+                (SELECT status FROM jobs WHERE id = job_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        PERFORM _job_not_found(job_id);
+    END IF;
+    IF dead.retried_as IS NOT NULL THEN
+        RETURN dead.retried_as;
+    END IF;
+
+    INSERT INTO jobs (queue, payload, priority, max_attempts, backoff_base, backoff_max)
+    VALUES (dead.queue, dead.payload, dead.priority, dead.max_attempts,
+            dead.backoff_base, dead.backoff_max)
+    RETURNING id INTO new_id;
+    UPDATE dead_jobs SET retried_as = new_id, retried_at = now() WHERE id = job_id;
+    PERFORM pg_notify('pyqueue_jobs', dead.queue);
+    RETURN new_id;
+END;
+$$;
+
+-- purge(older_than, queue) -> bigint (the number of rows deleted)
+-- Deletes completed and cancelled jobs that finished more than older_than ago
+-- (NULL: each queue's retention), and dead letters already replayed as long
+-- ago. Dead letters never replayed are kept until an operator acts. queue NULL
+-- purges every queue.
+CREATE OR REPLACE FUNCTION pyqueue.purge(older_than interval DEFAULT NULL, queue text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    jobs_deleted bigint;
+    dead_deleted bigint;
+BEGIN
+    PERFORM _check_interval('older_than', older_than, allow_zero => true);
+    IF queue IS NOT NULL THEN
+        PERFORM _check_queue(queue);
+    END IF;
+
+    DELETE FROM jobs j
+    USING queues d
+    WHERE d.name = '*'
+      AND j.status IN ('completed', 'cancelled')
+      AND (queue IS NULL OR j.queue = queue)
+      AND j.finished_at < now() - coalesce(
+              older_than,
+              (SELECT own.retention FROM queues own WHERE own.name = j.queue),
+              d.retention);
+    GET DIAGNOSTICS jobs_deleted = ROW_COUNT;
+
+    DELETE FROM dead_jobs dj
+    USING queues d
+    WHERE d.name = '*'
+      AND dj.retried_as IS NOT NULL
+      AND (queue IS NULL OR dj.queue = queue)
+      AND dj.retried_at < now() - coalesce(
+              older_than,
+              (SELECT own.retention FROM queues own WHERE own.name = dj.queue),
+              d.retention);
+    GET DIAGNOSTICS dead_deleted = ROW_COUNT;
+    RETURN jobs_deleted + dead_deleted;
+END;
+$$;
+
 -- ==== sql/70_read.sql
 -- Reading jobs: one shape for "a job", whichever table holds it.
 
@@ -175,6 +289,39 @@ SELECT id, queue, 'dead', payload, priority, attempt, max_attempts, NULL,
        retried_as,
        true
 FROM pyqueue.dead_jobs;
+
+-- job_statuses: the words for a job's state, defined here once. Readers (the
+-- CLI, the dashboard, other languages) show these instead of words of their own.
+--   status    a status of all_jobs, in lifecycle order (position)
+--   finished  the job will not run again
+--   meaning   a line for people
+CREATE OR REPLACE VIEW pyqueue.job_statuses AS
+SELECT *
+FROM (VALUES
+    (1, 'pending', false, 'waiting to run; a retry waiting for its backoff has an error'),
+    (2, 'running', false, 'leased to a worker, its handler running'),
+    (3, 'completed', true, 'done; result holds what the handler returned'),
+    (4, 'cancelled', true, 'cancelled by an operator before it finished'),
+    (5, 'dead', true, 'out of attempts, in the dead-letter table with its last error')
+) AS s(position, status, finished, meaning);
+
+-- job_actions(status, retried_as) -> text[]
+-- What an operator may do to a job in this state, defined here once: 'cancel'
+-- a pending or running job (cancel() acts on exactly these), 'retry' a dead
+-- letter not yet replayed (retry_dead() on a replayed one returns its replay).
+-- Readers show the actions this returns rather than deciding them again.
+CREATE OR REPLACE FUNCTION pyqueue.job_actions(status text, retried_as bigint DEFAULT NULL)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+    SELECT CASE
+        WHEN status IN ('pending', 'running') THEN ARRAY['cancel']
+        WHEN status = 'dead' AND retried_as IS NULL THEN ARRAY['retry']
+        ELSE '{}'::text[]
+    END
+$$;
 
 -- get_job(job_id) -> pyqueue.all_jobs
 -- One job by id. Raises (SQLSTATE P0002) when no job has that id.
@@ -207,10 +354,12 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
-    IF status NOT IN ('pending', 'running', 'completed', 'cancelled', 'dead') THEN
+    IF status IS NOT NULL AND NOT EXISTS (SELECT FROM job_statuses s WHERE s.status = status) THEN
         RAISE EXCEPTION 'pyqueue: unknown status %', quote_literal(left(status, 40))
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A status is one of pending, running, completed, cancelled, dead.';
+                  HINT = 'A status is one of ' || (SELECT string_agg(s.status, ', '
+                                                     ORDER BY s.position)
+                                                   FROM job_statuses s) || '.';
     END IF;
     IF queue IS NOT NULL THEN
         PERFORM _check_queue(queue);
@@ -297,6 +446,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer),
+    pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_producer;
@@ -312,6 +462,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.release(bigint[], uuid[]),
     pyqueue.recover_expired(integer),
     pyqueue.get_job(bigint),
+    pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_worker;
@@ -322,7 +473,12 @@ GRANT SELECT ON
     pyqueue.throughput,
     pyqueue.running_jobs,
     pyqueue.slow_jobs,
-    pyqueue.dead_letters
+    pyqueue.dead_letters,
+    pyqueue.job_statuses
 TO pyqueue_monitor;
-GRANT EXECUTE ON FUNCTION pyqueue.schema_version(), pyqueue.schema_compatibility()
+GRANT SELECT ON pyqueue.job_statuses TO pyqueue_producer, pyqueue_worker;
+GRANT EXECUTE ON FUNCTION
+    pyqueue.job_actions(text, bigint),
+    pyqueue.schema_version(),
+    pyqueue.schema_compatibility()
 TO pyqueue_monitor;
