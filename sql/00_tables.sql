@@ -24,15 +24,20 @@ CREATE TABLE pyqueue.queues (
     retention    interval CHECK (retention >= interval '0'),
     -- Largest payload accepted, in bytes of its stored jsonb form.
     max_payload_bytes integer CHECK (max_payload_bytes BETWEEN 1 AND 268435456),
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- How long a run may take before it fails as timed out (NULL: no limit).
+    timeout      interval CHECK (timeout > interval '0'),
+    -- How long a dead letter is kept, from its death, before maintain() deletes it.
+    dead_retention interval CHECK (dead_retention >= interval '0')
 );
 
 -- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
--- 1 h, finished jobs kept for 7 days, payloads up to 1 MiB. configure_queue('*',
--- ...) changes them.
+-- 1 h, finished jobs kept for 7 days and dead letters for 30, payloads up to
+-- 1 MiB, no timeout. configure_queue('*', ...) changes them.
 INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention,
-                            max_payload_bytes)
-VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 1048576);
+                            max_payload_bytes, dead_retention)
+VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 1048576,
+        interval '30 days');
 
 -- A job's status, as a domain rather than a CHECK on jobs: PostgreSQL reads
 -- and plans a table's CHECK constraints again for every statement that writes
@@ -68,6 +73,9 @@ CREATE TABLE pyqueue.jobs (
     started_at       timestamptz,
     failed_at        timestamptz,
     finished_at      timestamptz,
+    -- The longest a run may take, fixed at enqueue from the job's option or its
+    -- queue's (NULL: no limit). Past started_at + timeout nobody holds the job.
+    timeout          interval,
     CHECK (attempt BETWEEN 0 AND max_attempts),
     CHECK ((status = 'running') = (lease_token IS NOT NULL))
 ) WITH (
@@ -124,7 +132,8 @@ CREATE TABLE pyqueue.dead_jobs (
     dead_at          timestamptz NOT NULL DEFAULT now(),
     -- Set when retry_dead replayed this job as a new one.
     retried_as       bigint,
-    retried_at       timestamptz
+    retried_at       timestamptz,
+    timeout          interval
 );
 
 CREATE INDEX dead_jobs_dead_at_idx ON pyqueue.dead_jobs (dead_at);
@@ -147,3 +156,39 @@ CREATE TYPE pyqueue.claimed_job AS (
 -- backoff, dead-lettered (no attempts left), or lost (the caller no longer
 -- held it, or no such job), changing nothing. The words fail() returns.
 CREATE TYPE pyqueue.fail_outcome AS ENUM ('pending', 'dead', 'lost');
+
+-- Cron schedules (sql/65_schedules.sql): each fires a job on its queue at every
+-- tick of its cron expression, read as wall-clock time in its zone.
+CREATE TABLE pyqueue.cron_schedules (
+    name         text PRIMARY KEY,
+    cron         text        NOT NULL,
+    tz           text        NOT NULL,
+    queue        text        NOT NULL,
+    payload      jsonb       NOT NULL,
+    priority     integer     NOT NULL,
+    max_attempts integer,
+    -- The next tick to fire; maintain() fires schedules whose tick has come.
+    next_run_at  timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX cron_schedules_due_idx ON pyqueue.cron_schedules (next_run_at);
+
+-- One row per tick fired. The primary key is what makes a tick fire once,
+-- however many sessions fire schedules at the same moment.
+CREATE TABLE pyqueue.schedule_runs (
+    schedule  text        NOT NULL REFERENCES pyqueue.cron_schedules (name) ON DELETE CASCADE,
+    tick      timestamptz NOT NULL,
+    job_id    bigint,  -- set in the transaction that inserts the row
+    fired_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schedule, tick)
+);
+
+-- When maintain() last ran, and what it did: one row.
+CREATE TABLE pyqueue.maintenance (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last_run_at timestamptz,
+    last_result jsonb
+);
+INSERT INTO pyqueue.maintenance DEFAULT VALUES;

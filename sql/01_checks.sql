@@ -90,6 +90,17 @@ BEGIN
 END;
 $$;
 
+-- _in_time(started_at, timeout) -> boolean: a run that started at started_at is
+-- still within its timeout (always, with none). Past it nobody holds the job:
+-- complete, fail, heartbeat and progress report it lost, and recover_expired()
+-- fails it as timed out. SQL, so that the planner inlines it.
+CREATE OR REPLACE FUNCTION pyqueue._in_time(started_at timestamptz, timeout interval)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT timeout IS NULL OR started_at + timeout > now()
+$$;
+
 -- _check_pairs(job_ids, lease_tokens): the two arrays of a batch call pair up.
 CREATE OR REPLACE FUNCTION pyqueue._check_pairs(job_ids bigint[], lease_tokens uuid[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE

@@ -20,7 +20,9 @@ BEGIN
            coalesce(q.backoff_max, d.backoff_max),
            coalesce(q.retention, d.retention),
            coalesce(q.max_payload_bytes, d.max_payload_bytes),
-           coalesce(q.updated_at, d.updated_at)
+           coalesce(q.updated_at, d.updated_at),
+           coalesce(q.timeout, d.timeout),
+           coalesce(q.dead_retention, d.dead_retention)
     INTO settings
     FROM queues d
     LEFT JOIN queues q ON q.name = queue_settings.queue
@@ -30,17 +32,22 @@ END;
 $$;
 
 -- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention,
---                 max_payload_bytes) -> pyqueue.queues (the effective settings afterwards)
+--                 max_payload_bytes, timeout, dead_retention)
+--   -> pyqueue.queues (the effective settings afterwards)
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
--- max_attempts they were given.
+-- max_attempts and timeout they were given. retention: how long finished jobs
+-- are kept; dead_retention: how long dead letters are kept; maintain() deletes
+-- them after.
 CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     queue        text,
     max_attempts integer  DEFAULT NULL,
     backoff_base interval DEFAULT NULL,
     backoff_max  interval DEFAULT NULL,
     retention    interval DEFAULT NULL,
-    max_payload_bytes integer DEFAULT NULL
+    max_payload_bytes integer DEFAULT NULL,
+    timeout      interval DEFAULT NULL,
+    dead_retention interval DEFAULT NULL
 ) RETURNS pyqueue.queues
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -56,18 +63,23 @@ BEGIN
     PERFORM _check_interval('backoff_max', configure_queue.backoff_max);
     PERFORM _check_interval('retention', configure_queue.retention, allow_zero => true);
     PERFORM _check_range('max_payload_bytes', configure_queue.max_payload_bytes, 1, 268435456);
+    PERFORM _check_interval('timeout', configure_queue.timeout);
+    PERFORM _check_interval('dead_retention', configure_queue.dead_retention, allow_zero => true);
 
     INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention,
-                             max_payload_bytes)
+                             max_payload_bytes, timeout, dead_retention)
     VALUES (configure_queue.queue, configure_queue.max_attempts, configure_queue.backoff_base,
             configure_queue.backoff_max, configure_queue.retention,
-            configure_queue.max_payload_bytes)
+            configure_queue.max_payload_bytes, configure_queue.timeout,
+            configure_queue.dead_retention)
     ON CONFLICT (name) DO UPDATE
     SET max_attempts = coalesce(excluded.max_attempts, q.max_attempts),
         backoff_base = coalesce(excluded.backoff_base, q.backoff_base),
         backoff_max  = coalesce(excluded.backoff_max, q.backoff_max),
         retention    = coalesce(excluded.retention, q.retention),
         max_payload_bytes = coalesce(excluded.max_payload_bytes, q.max_payload_bytes),
+        timeout      = coalesce(excluded.timeout, q.timeout),
+        dead_retention = coalesce(excluded.dead_retention, q.dead_retention),
         updated_at   = now();
 
     RETURN queue_settings(configure_queue.queue);

@@ -3,7 +3,7 @@
 -- channel 'pyqueue_jobs' (payload: the queue name) wakes idle workers at commit.
 
 -- _check_job_options(queue, run_at, delay, priority, max_attempts,
---                    backoff_base, backoff_max)
+--                    backoff_base, backoff_max, timeout)
 -- Checks the options that enqueue and enqueue_batch share; NULL means "the
 -- default" for every option but queue and priority.
 CREATE OR REPLACE FUNCTION pyqueue._check_job_options(
@@ -13,7 +13,8 @@ CREATE OR REPLACE FUNCTION pyqueue._check_job_options(
     priority     integer,
     max_attempts integer,
     backoff_base interval,
-    backoff_max  interval
+    backoff_max  interval,
+    timeout      interval
 ) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
@@ -36,6 +37,7 @@ BEGIN
     PERFORM pyqueue._check_range('max_attempts', max_attempts, 1, 1000);
     PERFORM pyqueue._check_interval('backoff_base', backoff_base);
     PERFORM pyqueue._check_interval('backoff_max', backoff_max);
+    PERFORM pyqueue._check_interval('timeout', timeout);
 END;
 $$;
 
@@ -95,12 +97,13 @@ END;
 $$;
 
 -- enqueue(queue, payload, run_at, delay, priority, max_attempts,
---         idempotency_key, backoff_base, backoff_max) -> bigint (the job id)
+--         idempotency_key, backoff_base, backoff_max, timeout) -> bigint (the job id)
 -- Adds one pending job, due at run_at, or after delay, or now. Higher priority
 -- runs first. max_attempts counts every run, the first included (NULL: the
 -- queue's). With an idempotency_key that the queue already holds, nothing is
 -- added and the existing job's id is returned; this is race-free under
 -- concurrent enqueues. A key stays taken until its job is purged or dead-lettered.
+-- timeout bounds each run (NULL: the queue's); a run past it fails as timed out.
 CREATE OR REPLACE FUNCTION pyqueue.enqueue(
     queue           text,
     payload         jsonb,
@@ -110,7 +113,8 @@ CREATE OR REPLACE FUNCTION pyqueue.enqueue(
     max_attempts    integer     DEFAULT NULL,
     idempotency_key text        DEFAULT NULL,
     backoff_base    interval    DEFAULT NULL,
-    backoff_max     interval    DEFAULT NULL
+    backoff_max     interval    DEFAULT NULL,
+    timeout         interval    DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -129,11 +133,12 @@ BEGIN
     -- call, and the everyday call (a queue and a payload) needs none of them.
     IF _is_queue_name(enqueue.queue) IS NOT TRUE OR enqueue.priority IS DISTINCT FROM 0
        OR num_nonnulls(enqueue.run_at, enqueue.delay, enqueue.max_attempts,
-                       enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max) > 0 THEN
+                       enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max,
+                       enqueue.timeout) > 0 THEN
         PERFORM _check_key('idempotency_key', enqueue.idempotency_key);
         PERFORM _check_job_options(enqueue.queue, enqueue.run_at, enqueue.delay,
                                    enqueue.priority, enqueue.max_attempts,
-                                   enqueue.backoff_base, enqueue.backoff_max);
+                                   enqueue.backoff_base, enqueue.backoff_max, enqueue.timeout);
     END IF;
 
     -- Each loop below runs once but for a race: the queue's size limit raised,
@@ -147,11 +152,12 @@ BEGIN
             -- read by the insert itself; a payload over the queue's size limit,
             -- or NULL, inserts nothing.
             INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
-                              backoff_base, backoff_max)
+                              backoff_base, backoff_max, timeout)
             SELECT enqueue.queue, enqueue.payload,
                    coalesce(enqueue.run_at, now() + enqueue.delay, now()), enqueue.priority,
                    coalesce(enqueue.max_attempts, q.max_attempts, d.max_attempts),
-                   enqueue.backoff_base, enqueue.backoff_max
+                   enqueue.backoff_base, enqueue.backoff_max,
+                   coalesce(enqueue.timeout, q.timeout, d.timeout)
             FROM queues d
             LEFT JOIN queues q ON q.name = enqueue.queue
             WHERE d.name = '*'
@@ -166,11 +172,12 @@ BEGIN
     LOOP
         -- The same insert, skipping a key that the queue already holds.
         INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
-                          idempotency_key, backoff_base, backoff_max)
+                          idempotency_key, backoff_base, backoff_max, timeout)
         SELECT enqueue.queue, enqueue.payload,
                coalesce(enqueue.run_at, now() + enqueue.delay, now()), enqueue.priority,
                coalesce(enqueue.max_attempts, q.max_attempts, d.max_attempts),
-               enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max
+               enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max,
+               coalesce(enqueue.timeout, q.timeout, d.timeout)
         FROM queues d
         LEFT JOIN queues q ON q.name = enqueue.queue
         WHERE d.name = '*'
@@ -194,7 +201,7 @@ END;
 $$;
 
 -- enqueue_batch(queue, payloads, run_at, delay, priority, max_attempts,
---               idempotency_keys, backoff_base, backoff_max) -> SETOF bigint
+--               idempotency_keys, backoff_base, backoff_max, timeout) -> SETOF bigint
 -- Adds one job per element of payloads, all with the same options, in one
 -- statement. idempotency_keys, when given, is as long as payloads (NULL
 -- elements: no key). Returns the job ids in the order of payloads; a key the
@@ -208,7 +215,8 @@ CREATE OR REPLACE FUNCTION pyqueue.enqueue_batch(
     max_attempts     integer     DEFAULT NULL,
     idempotency_keys text[]      DEFAULT NULL,
     backoff_base     interval    DEFAULT NULL,
-    backoff_max      interval    DEFAULT NULL
+    backoff_max      interval    DEFAULT NULL,
+    timeout          interval    DEFAULT NULL
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -241,7 +249,8 @@ BEGIN
     LIMIT 1;
     PERFORM _check_job_options(enqueue_batch.queue, enqueue_batch.run_at, enqueue_batch.delay,
                                enqueue_batch.priority, enqueue_batch.max_attempts,
-                               enqueue_batch.backoff_base, enqueue_batch.backoff_max);
+                               enqueue_batch.backoff_base, enqueue_batch.backoff_max,
+                               enqueue_batch.timeout);
     settings := queue_settings(enqueue_batch.queue);
     -- Find the first bad payload in one pass, then let the check name it.
     PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, settings.max_payload_bytes)
@@ -259,12 +268,13 @@ BEGIN
         -- No keys: a plain insert, spared the speculative insertion of ON
         -- CONFLICT (see enqueue) and the ordering by key below.
         INSERT INTO jobs (id, queue, payload, run_at, priority, max_attempts,
-                          backoff_base, backoff_max)
+                          backoff_base, backoff_max, timeout)
         OVERRIDING SYSTEM VALUE
         SELECT p.id, enqueue_batch.queue, p.payload,
                coalesce(enqueue_batch.run_at, now() + enqueue_batch.delay, now()),
                enqueue_batch.priority, coalesce(enqueue_batch.max_attempts, settings.max_attempts),
-               enqueue_batch.backoff_base, enqueue_batch.backoff_max
+               enqueue_batch.backoff_base, enqueue_batch.backoff_max,
+               coalesce(enqueue_batch.timeout, settings.timeout)
         FROM unnest(ids, payloads) AS p(id, payload);
         PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
         RETURN QUERY SELECT unnest(ids);
@@ -275,13 +285,14 @@ BEGIN
     -- statement, whose snapshot sees rows that concurrent enqueues committed
     -- while the insert waited on them.
     INSERT INTO jobs (id, queue, payload, run_at, priority, max_attempts,
-                      idempotency_key, backoff_base, backoff_max)
+                      idempotency_key, backoff_base, backoff_max, timeout)
     OVERRIDING SYSTEM VALUE
     SELECT ids[p.ord], enqueue_batch.queue, p.payload,
            coalesce(enqueue_batch.run_at, now() + enqueue_batch.delay, now()),
            enqueue_batch.priority,
            coalesce(enqueue_batch.max_attempts, settings.max_attempts), idempotency_keys[p.ord],
-           enqueue_batch.backoff_base, enqueue_batch.backoff_max
+           enqueue_batch.backoff_base, enqueue_batch.backoff_max,
+           coalesce(enqueue_batch.timeout, settings.timeout)
     FROM unnest(payloads) WITH ORDINALITY AS p(payload, ord)
     -- Keys in one order for every batch: two batches holding the same keys in
     -- different orders would otherwise each wait for the other's key (deadlock).

@@ -5,7 +5,8 @@
 -- name for people to read) for `lease`: highest priority first, then earliest
 -- run_at, then lowest id, and returns them in that order. Rows locked by
 -- concurrent claims are skipped, never waited for, so two claims never return
--- the same job. Each claimed job is running, its attempt counted.
+-- the same job. Each claimed job is running, its attempt counted. A job with a
+-- timeout is leased until its timeout at most.
 --
 -- Recovery of expired leases is part of the claim: the first claimer to take a
 -- transaction-level advisory lock runs recover_expired() before claiming, and
@@ -119,7 +120,8 @@ BEGIN
         SET status       = 'running',
             attempt      = j.attempt + 1,
             lease_token  = claim_token,
-            locked_until = now() + claim_batch.lease,
+            -- A run's lease never outlasts its timeout: recovery fails it then.
+            locked_until = now() + least(claim_batch.lease, j.timeout),
             worker       = claim_batch.worker,
             started_at   = now(),
             progress     = NULL,

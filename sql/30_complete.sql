@@ -17,8 +17,8 @@ $$;
 -- complete(job_id, lease_token, result) -> boolean
 -- Marks a running job completed and stores the handler's JSON result. Returns
 -- false, changing nothing, when the caller no longer holds the job (its lease
--- was recovered and the job claimed again, or it was cancelled). Raises when
--- no job has that id.
+-- was recovered and the job claimed again, it was cancelled, or its run is
+-- past its timeout). Raises when no job has that id.
 CREATE OR REPLACE FUNCTION pyqueue.complete(job_id bigint, lease_token uuid, result jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -33,7 +33,8 @@ BEGIN
         finished_at  = now(),
         lease_token  = NULL,
         locked_until = NULL
-    WHERE id = job_id AND status = 'running' AND lease_token = complete.lease_token;
+    WHERE id = job_id AND status = 'running' AND lease_token = complete.lease_token
+      AND _in_time(started_at, timeout);
     IF FOUND THEN
         PERFORM _notify_finished(ARRAY[job_id]);
         RETURN true;
@@ -85,7 +86,7 @@ BEGIN
             lease_token  = NULL,
             locked_until = NULL
         FROM unnest(job_ids, lease_tokens) WITH ORDINALITY AS d(id, token, ord)
-        WHERE j.id = d.id AND j.lease_token = d.token
+        WHERE j.id = d.id AND j.lease_token = d.token AND _in_time(j.started_at, j.timeout)
         RETURNING j.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO done FROM finished;

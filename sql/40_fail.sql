@@ -18,11 +18,11 @@ BEGIN
         INSERT INTO pyqueue.dead_jobs (id, queue, priority, attempt, max_attempts, payload,
                                backoff_base, backoff_max, idempotency_key, worker,
                                progress, progress_message, error, traceback,
-                               created_at, started_at, failed_at)
+                               created_at, started_at, failed_at, timeout)
         SELECT g.id, g.queue, g.priority, g.attempt, g.max_attempts, g.payload,
                g.backoff_base, g.backoff_max, g.idempotency_key, g.worker,
                g.progress, g.progress_message, error,
-               traceback, g.created_at, g.started_at, now()
+               traceback, g.created_at, g.started_at, now(), g.timeout
         FROM gone g
         RETURNING id
     )
@@ -32,16 +32,67 @@ BEGIN
 END;
 $$;
 
+-- _fail_locked(job_ids, errors, tracebacks) -> TABLE (job_id, outcome)
+-- Fails running jobs that the caller has locked and found it may fail (held by
+-- the caller of fail_batch, or past their timeout for recover_expired). Each
+-- with attempts left is pending again, due after backoff_delay(attempt, ...)
+-- (the job's backoff, else its queue's), its error and traceback kept:
+-- 'pending'. The others move to the dead-letter table: 'dead'. The three arrays
+-- pair up; one row per job.
+CREATE OR REPLACE FUNCTION pyqueue._fail_locked(job_ids bigint[], errors text[], tracebacks text[])
+RETURNS TABLE (job_id bigint, outcome pyqueue.fail_outcome)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    doomed record;
+BEGIN
+    RETURN QUERY
+    WITH failed AS (
+        UPDATE pyqueue.jobs j
+        SET status       = 'pending',
+            run_at       = now() + (
+                SELECT pyqueue.backoff_delay(j.attempt,
+                                             coalesce(j.backoff_base, s.backoff_base),
+                                             coalesce(j.backoff_max, s.backoff_max))
+                FROM pyqueue.queue_settings(j.queue) s),
+            error        = left(coalesce(f.error, '(no error message)'), 10000),
+            traceback    = left(f.traceback, 100000),
+            failed_at    = now(),
+            lease_token  = NULL,
+            locked_until = NULL
+        FROM unnest(job_ids, errors, tracebacks) AS f(id, error, traceback)
+        WHERE j.id = f.id AND j.attempt < j.max_attempts
+        RETURNING j.id
+    )
+    SELECT failed.id, 'pending'::pyqueue.fail_outcome FROM failed;
+
+    -- What is still running had no attempts left.
+    FOR doomed IN
+        SELECT f.id, f.error, f.traceback
+        FROM unnest(job_ids, errors, tracebacks) AS f(id, error, traceback)
+        JOIN pyqueue.jobs j ON j.id = f.id AND j.status = 'running'
+        ORDER BY f.id
+    LOOP
+        PERFORM pyqueue._bury(ARRAY[doomed.id],
+                              left(coalesce(doomed.error, '(no error message)'), 10000),
+                              left(doomed.traceback, 100000));
+        job_id := doomed.id;
+        outcome := 'dead';
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
 -- fail_batch(job_ids, lease_tokens, errors, tracebacks) -> TABLE (job_id, outcome)
 -- Records failed runs, many in one call. Each job the caller still holds (its
--- lease token is the job's current one) is pending again, due after
--- backoff_delay(attempt, ...) (the job's backoff, else its queue's), with its
--- error and traceback kept: outcome 'pending'. With no attempts left it moves
--- to the dead-letter table in this transaction: 'dead'. Any other id, unknown
--- ones included, is 'lost' and changes nothing. errors pairs with job_ids, and
--- so do tracebacks when given. One row per id given, in the order given. The
--- held jobs are locked in id order, as every batch call on jobs locks them, so
--- that two calls never wait for each other in a cycle.
+-- lease token is the job's current one, and the run is within its timeout) is
+-- failed as _fail_locked says: 'pending' again after its backoff, or 'dead'
+-- with no attempts left. Any other id, unknown ones included, is 'lost' and
+-- changes nothing. errors pairs with job_ids, and so do tracebacks when given.
+-- One row per id given, in the order given. The held jobs are locked in id
+-- order, so that two batch calls on the same jobs never wait for each other in
+-- a cycle.
 CREATE OR REPLACE FUNCTION pyqueue.fail_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -54,9 +105,9 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    retried bigint[];
-    buried  bigint[] := '{}';
-    doomed  record;
+    held_ids        bigint[];
+    held_errors     text[];
+    held_tracebacks text[];
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
     IF cardinality(errors) IS DISTINCT FROM cardinality(job_ids) THEN
@@ -70,50 +121,33 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM 1 FROM jobs j, unnest(job_ids, lease_tokens) AS f(id, token)
+    PERFORM 1
+    FROM jobs j, unnest(job_ids, lease_tokens) AS f(id, token)
     WHERE j.id = f.id AND j.lease_token = f.token
     ORDER BY j.id
     FOR UPDATE OF j;
 
-    WITH failed AS (
-        UPDATE jobs j
-        SET status       = 'pending',
-            run_at       = now() + (
-                SELECT backoff_delay(j.attempt,
-                                     coalesce(j.backoff_base, s.backoff_base),
-                                     coalesce(j.backoff_max, s.backoff_max))
-                FROM queue_settings(j.queue) s),
-            error        = left(coalesce(f.error, '(no error message)'), 10000),
-            traceback    = left(f.traceback, 100000),
-            failed_at    = now(),
-            lease_token  = NULL,
-            locked_until = NULL
-        FROM unnest(job_ids, lease_tokens, errors, tracebacks) AS f(id, token, error, traceback)
-        WHERE j.id = f.id AND j.lease_token = f.token AND j.attempt < j.max_attempts
-        RETURNING j.id
-    )
-    SELECT coalesce(array_agg(id), '{}') INTO retried FROM failed;
-
-    FOR doomed IN
-        SELECT j.id, f.error, f.traceback
-        FROM jobs j, unnest(job_ids, lease_tokens, errors, tracebacks) AS f(id, token, error, traceback)
-        WHERE j.id = f.id AND j.lease_token = f.token
-        ORDER BY j.id
-    LOOP
-        CONTINUE WHEN doomed.id = ANY (buried);  -- an id given twice dies once
-        PERFORM _bury(ARRAY[doomed.id],
-                      left(coalesce(doomed.error, '(no error message)'), 10000),
-                      left(doomed.traceback, 100000));
-        buried := buried || doomed.id;
-    END LOOP;
+    SELECT array_agg(h.id ORDER BY h.id), array_agg(h.error ORDER BY h.id),
+           array_agg(h.traceback ORDER BY h.id)
+    INTO held_ids, held_errors, held_tracebacks
+    FROM (
+        -- An id given twice is failed once, with its first error.
+        SELECT DISTINCT ON (j.id) j.id, f.error, f.traceback
+        FROM jobs j
+        JOIN unnest(job_ids, lease_tokens, errors, tracebacks) WITH ORDINALITY
+             AS f(id, token, error, traceback, ord)
+          ON j.id = f.id AND j.lease_token = f.token
+        WHERE _in_time(j.started_at, j.timeout)
+        ORDER BY j.id, f.ord
+    ) AS h;
 
     RETURN QUERY
-    SELECT g.id,
-           CASE WHEN g.id = ANY (retried) THEN 'pending'
-                WHEN g.id = ANY (buried) THEN 'dead'
-                ELSE 'lost'
-           END::fail_outcome
+    WITH failed AS (
+        SELECT * FROM _fail_locked(coalesce(held_ids, '{}'), held_errors, held_tracebacks)
+    )
+    SELECT g.id, coalesce(failed.outcome, 'lost')
     FROM unnest(job_ids) WITH ORDINALITY AS g(id, ord)
+    LEFT JOIN failed ON failed.job_id = g.id
     ORDER BY g.ord;
 END;
 $$;

@@ -1,9 +1,10 @@
 -- Leases: heartbeat, progress and recovery of jobs whose worker went away.
 
 -- heartbeat(job_ids, lease_tokens, lease) -> SETOF bigint
--- Extends the leases the caller holds to now() + lease. Returns the ids still
--- held; a job missing from the answer was lost (recovered, claimed again or
--- cancelled) and its handler's outcome will not be recorded.
+-- Extends the leases the caller holds to now() + lease, never past a run's
+-- timeout. Returns the ids still held; a job missing from the answer was lost
+-- (recovered, claimed again, cancelled, or past its timeout) and its handler's
+-- outcome will not be recorded.
 CREATE OR REPLACE FUNCTION pyqueue.heartbeat(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -22,11 +23,11 @@ BEGIN
     PERFORM _check_interval('lease', lease);
     RETURN QUERY
     UPDATE jobs j
-    SET locked_until = now() + lease
+    SET locked_until = least(now() + lease, j.started_at + j.timeout)
     FROM unnest(job_ids, lease_tokens) AS h(id, token)
     -- A matching token means running (the table's CHECK); see complete_batch
     -- for why status is not tested here.
-    WHERE j.id = h.id AND j.lease_token = h.token
+    WHERE j.id = h.id AND j.lease_token = h.token AND _in_time(j.started_at, j.timeout)
     RETURNING j.id;
 END;
 $$;
@@ -54,19 +55,22 @@ BEGIN
     SET progress         = CASE WHEN report_progress.progress IS NULL THEN progress
                                 ELSE greatest(0, least(100, report_progress.progress)) END,
         progress_message = coalesce(left(message, 1000), progress_message)
-    WHERE id = job_id AND status = 'running' AND lease_token = report_progress.lease_token;
+    WHERE id = job_id AND status = 'running' AND lease_token = report_progress.lease_token
+      AND _in_time(started_at, timeout);
     RETURN FOUND;
 END;
 $$;
 
 -- recover_expired(max_jobs) -> integer (the number of jobs recovered)
--- Running jobs whose lease ran out (their worker died or stalled without a
--- heartbeat) go back to pending with the expired run counted as an attempt.
--- They keep their run_at, which is past, so they are claimed again at once and
--- ahead of the jobs of their priority that came due after them. Those with no
--- attempts left are dead-lettered. At most max_jobs per
--- call, oldest lease first. claim_batch calls this (see 20_claim.sql); calling
--- it by hand is harmless.
+-- Running jobs whose lease ran out. A run past its timeout fails as any
+-- failure does (retried after backoff, or dead-lettered), with an error that
+-- says it timed out, even while its worker is alive. Otherwise the worker died
+-- or stalled without a heartbeat: the job goes back to pending with the expired
+-- run counted as an attempt, keeping its run_at, which is past, so it is
+-- claimed again at once and ahead of the jobs of its priority that came due
+-- after it; with no attempts left it is dead-lettered. At most max_jobs per
+-- call, oldest lease first. claim_batch and maintain call this; calling it by
+-- hand is harmless.
 CREATE OR REPLACE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -78,24 +82,32 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
 DECLARE
-    retry_ids bigint[];
-    dead_ids  bigint[];
+    retry_ids     bigint[];
+    dead_ids      bigint[];
+    timed_out_ids bigint[];
+    timeouts      text[];
 BEGIN
     PERFORM _check_range('max_jobs', max_jobs, 1, 100000);
-    SELECT coalesce(array_agg(id) FILTER (WHERE attempt < max_attempts), '{}'),
-           coalesce(array_agg(id) FILTER (WHERE attempt >= max_attempts), '{}')
-    INTO retry_ids, dead_ids
+    SELECT coalesce(array_agg(id) FILTER (WHERE in_time AND attempt < max_attempts), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE in_time AND attempt >= max_attempts), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE NOT in_time), '{}'),
+           coalesce(array_agg(format('timed out: attempt %s ran longer than its timeout of %s',
+                                     attempt, timeout)) FILTER (WHERE NOT in_time), '{}')
+    INTO retry_ids, dead_ids, timed_out_ids, timeouts
     FROM (
-        SELECT id, attempt, max_attempts FROM jobs
+        SELECT id, attempt, max_attempts, timeout, _in_time(started_at, timeout) AS in_time
+        FROM jobs
         WHERE status = 'running' AND locked_until < now()
         ORDER BY locked_until
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
     ) AS expired;
     -- The usual case, on every claim: nothing expired, nothing more to do.
-    IF cardinality(retry_ids) + cardinality(dead_ids) = 0 THEN
+    IF cardinality(retry_ids) + cardinality(dead_ids) + cardinality(timed_out_ids) = 0 THEN
         RETURN 0;
     END IF;
+
+    PERFORM _fail_locked(timed_out_ids, timeouts, NULL);
 
     UPDATE jobs
     SET status       = 'pending',
@@ -107,9 +119,9 @@ BEGIN
         locked_until = NULL
     WHERE id = ANY (retry_ids);
     PERFORM pg_notify('pyqueue_jobs', queue)
-    FROM (SELECT DISTINCT queue FROM jobs WHERE id = ANY (retry_ids)) AS q;
+    FROM (SELECT DISTINCT queue FROM jobs WHERE id = ANY (retry_ids || timed_out_ids)) AS q;
 
     PERFORM _bury(dead_ids, 'lease expired on the last attempt: the worker stopped without finishing', NULL);
-    RETURN cardinality(retry_ids) + cardinality(dead_ids);
+    RETURN cardinality(retry_ids) + cardinality(dead_ids) + cardinality(timed_out_ids);
 END;
 $$;

@@ -28,11 +28,11 @@ $$;
 
 -- retry_dead(job_id) -> bigint (the new job's id)
 -- Replays a dead-lettered job as a new pending job, due now, with the same
--- queue, payload, priority, attempt limit and backoff, in one transaction. The
--- dead letter stays, marked with the new id; replaying it again returns that
--- same id instead of a second job. The idempotency key is not carried over: it
--- was released when the job died and may have been taken since. Raises when no
--- dead-lettered job has that id.
+-- queue, payload, priority, attempt limit, backoff and timeout, in one
+-- transaction. The dead letter stays, marked with the new id; replaying it
+-- again returns that same id instead of a second job. The idempotency key is
+-- not carried over: it was released when the job died and may have been taken
+-- since. Raises when no dead-lettered job has that id.
 CREATE OR REPLACE FUNCTION pyqueue.retry_dead(job_id bigint) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -55,9 +55,9 @@ BEGIN
         RETURN dead.retried_as;
     END IF;
 
-    INSERT INTO jobs (queue, payload, priority, max_attempts, backoff_base, backoff_max)
+    INSERT INTO jobs (queue, payload, priority, max_attempts, backoff_base, backoff_max, timeout)
     VALUES (dead.queue, dead.payload, dead.priority, dead.max_attempts,
-            dead.backoff_base, dead.backoff_max)
+            dead.backoff_base, dead.backoff_max, dead.timeout)
     RETURNING id INTO new_id;
     UPDATE dead_jobs SET retried_as = new_id, retried_at = now() WHERE id = job_id;
     PERFORM pg_notify('pyqueue_jobs', dead.queue);

@@ -4,12 +4,14 @@
 -- through them; nothing in the schema is granted to PUBLIC.
 --
 --   pyqueue_producer  enqueue jobs and read their status
---   pyqueue_worker    claim, complete, fail, heartbeat, progress, release, recover
+--   pyqueue_worker    claim, complete, fail, heartbeat, progress, release, recover,
+--                     maintain
 --   pyqueue_monitor   read the monitoring views
 --
--- Operator actions (cancel, retry_dead, purge, configure_queue) stay with the
--- schema owner. Roles belong to the whole cluster: they are created here only if
--- missing, and shared by every database that runs pyqueue.
+-- Operator actions (cancel, retry_dead, purge, configure_queue, schedule,
+-- unschedule) stay with the schema owner. Roles belong to the whole cluster:
+-- they are created here only if missing, and shared by every database that runs
+-- pyqueue.
 
 DO $$
 DECLARE
@@ -34,8 +36,10 @@ REVOKE ALL ON DOMAIN pyqueue.job_status FROM PUBLIC;
 GRANT USAGE ON SCHEMA pyqueue TO pyqueue_producer, pyqueue_worker, pyqueue_monitor;
 
 GRANT EXECUTE ON FUNCTION
-    pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval),
-    pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval, interval),
+    pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval,
+                    interval),
+    pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval,
+                          interval, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer),
     pyqueue.job_actions(text, bigint),
@@ -53,6 +57,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.report_progress(bigint, uuid, integer, text),
     pyqueue.release(bigint[], uuid[]),
     pyqueue.recover_expired(integer),
+    pyqueue.maintain(interval, integer),
     pyqueue.get_job(bigint),
     pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
@@ -66,7 +71,8 @@ GRANT SELECT ON
     pyqueue.running_jobs,
     pyqueue.slow_jobs,
     pyqueue.dead_letters,
-    pyqueue.job_statuses
+    pyqueue.job_statuses,
+    pyqueue.schedules
 TO pyqueue_monitor;
 GRANT SELECT ON pyqueue.job_statuses TO pyqueue_producer, pyqueue_worker;
 GRANT EXECUTE ON FUNCTION

@@ -47,6 +47,7 @@ ALLOWED_FUNCTIONS = {
         "report_progress",
         "release",
         "recover_expired",
+        "maintain",
         "get_job",
         "job_actions",
         "schema_version",
@@ -54,10 +55,24 @@ ALLOWED_FUNCTIONS = {
     },
     "pyqueue_monitor": {"job_actions", "schema_version", "schema_compatibility"},
 }
-MONITOR_VIEWS = {"queue_stats", "throughput", "running_jobs", "slow_jobs", "dead_letters"}
+MONITOR_VIEWS = {
+    "queue_stats",
+    "throughput",
+    "running_jobs",
+    "slow_jobs",
+    "dead_letters",
+    "schedules",
+}
 # The words for job states, which every role may read to show them.
 SHARED_VIEWS = {"job_statuses"}
-OPERATOR_FUNCTIONS = {"cancel", "retry_dead", "purge", "configure_queue"}
+OPERATOR_FUNCTIONS = {
+    "cancel",
+    "retry_dead",
+    "purge",
+    "configure_queue",
+    "schedule",
+    "unschedule",
+}
 ROLES = tuple(ALLOWED_FUNCTIONS)
 
 
