@@ -41,8 +41,8 @@ VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 10485
 
 -- A job's status, as a domain rather than a CHECK on jobs: PostgreSQL reads
 -- and plans a table's CHECK constraints again for every statement that writes
--- the table (this one cost a single-row insert 8 µs of CPU here), while a
--- domain's check is planned once per session. Readers see plain text.
+-- the table, while a domain's check is planned once per session. Readers see
+-- plain text.
 CREATE DOMAIN pyqueue.job_status AS text
     CHECK (VALUE IN ('pending', 'running', 'completed', 'cancelled'));
 

@@ -4,8 +4,8 @@
 -- The effective settings of a queue: its own row where a column is set, the
 -- defaults row '*' otherwise. Works for queues that have no row at all.
 -- PL/pgSQL rather than SQL because every enqueue_batch calls it: a SQL function
--- with a SET clause is parsed and planned again on each call (0.2 ms), PL/pgSQL
--- keeps its plan for the session.
+-- with a SET clause is parsed and planned again on each call, PL/pgSQL keeps
+-- its plan for the session.
 CREATE OR REPLACE FUNCTION pyqueue.queue_settings(queue text) RETURNS pyqueue.queues
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER

@@ -30,7 +30,7 @@ SET search_path = pyqueue, pg_temp
 -- bitmap scans: a plan made while the table is nearly empty (a new queue, or
 -- one just drained) would otherwise read and sort the whole table on every
 -- claim until autovacuum next analyzes it, and a busy queue falls behind
--- within seconds (seen in the soak benchmark: 50 ms a claim at 60,000 jobs).
+-- within seconds.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 SET enable_seqscan = off
@@ -40,9 +40,8 @@ AS $$
 DECLARE
     picked      bigint[];
     -- One fencing token per claim, shared by the jobs it leases: with a job's
-    -- id it names this claim of that job, as a token per job would. One random
-    -- draw a claim, not one a job: gen_random_uuid() cost 1 to 2 µs a job of
-    -- the claim's 13 to 17 (measured here).
+    -- id it names this claim of that job, as a token per job would, for one
+    -- random draw a claim instead of one a job.
     claim_token uuid := gen_random_uuid();
 BEGIN
     IF coalesce(cardinality(queues), 0) = 0 THEN
