@@ -53,6 +53,11 @@ DECLARE
     step     integer;
 BEGIN
     FOREACH item IN ARRAY string_to_array(field, ',') LOOP
+        IF item = '' THEN
+            RAISE EXCEPTION 'pyqueue: invalid cron expression %: % has an empty value in %',
+                quoted, name, quote_literal(field)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         span := split_part(item, '/', 1);
         step := 1;
         IF strpos(item, '/') > 0 THEN
@@ -81,7 +86,7 @@ BEGIN
             FOREACH bound IN ARRAY bounds LOOP
                 IF bound = '' THEN
                     RAISE EXCEPTION 'pyqueue: invalid cron expression %: % has an empty value in %',
-                        quoted, name, quote_literal(item)
+                        quoted, name, quote_literal(field)
                         USING ERRCODE = 'invalid_parameter_value';
                 ELSIF lower(bound) = ANY (names) THEN
                     bound_values := bound_values || (array_position(names, lower(bound)) + first_named - 1);

@@ -20,6 +20,7 @@ Elsewhere that construction must agree with cronsim itself, and is checked to.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from cronsim import CronSim, CronSimError
-from helpers import scalar
+from helpers import scalar, sqlstate_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,8 +53,9 @@ def cron(db: psycopg.Connection) -> psycopg.Connection:
 
 
 def at(text: str, tz: str = "UTC", fold: int = 0) -> datetime:
-    """A wall-clock time in a zone, as an aware datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz), fold=fold)
+    """A wall-clock time in a zone, as a UTC datetime: aware datetimes of two zones
+    never compare equal when one is in a repeated hour (PEP 495)."""
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz), fold=fold).astimezone(UTC)
 
 
 def next_run(
@@ -260,3 +262,263 @@ def test_cron_next_agrees_with_cronsim(cron, expr, cases):
             f"_cron_next({expr!r}, {after.isoformat()} = {wall(after, zone)}, {zone!r}) "
             f"gave {answer and wall(answer, zone)}, reference {expected and wall(expected, zone)}"
         )
+
+
+# ---------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        ("* * * * *", "2024-01-01 10:07:33.5", "2024-01-01 10:08"),
+        ("* * * * *", "2024-01-01 10:08", "2024-01-01 10:09"),
+        ("5 * * * *", "2024-01-01 10:07", "2024-01-01 11:05"),
+        ("5,35 * * * *", "2024-01-01 10:07", "2024-01-01 10:35"),
+        ("10-12 * * * *", "2024-01-01 10:11", "2024-01-01 10:12"),
+        ("10-12 * * * *", "2024-01-01 10:12", "2024-01-01 11:10"),
+        ("*/20 * * * *", "2024-01-01 10:41", "2024-01-01 11:00"),
+        ("10-30/10 * * * *", "2024-01-01 10:21", "2024-01-01 10:30"),
+        ("10-30/10 * * * *", "2024-01-01 10:30", "2024-01-01 11:10"),
+        ("45/5 * * * *", "2024-01-01 10:50", "2024-01-01 10:55"),
+        ("45/5 * * * *", "2024-01-01 10:55", "2024-01-01 11:45"),
+        ("0 9-17/4 * * *", "2024-01-01 13:00", "2024-01-01 17:00"),
+        ("0 0 * jan,JUL *", "2024-01-31 00:00", "2024-07-01 00:00"),
+        ("0 0 * Feb-mar/1 *", "2024-01-01 00:00", "2024-02-01 00:00"),
+        ("0 0 * * mon-Fri", "2024-01-05 00:00", "2024-01-08 00:00"),  # a Friday
+        ("0 0 * * 0", "2024-01-01 00:00", "2024-01-07 00:00"),  # a Monday; the 7th is Sunday
+        ("0 0 * * 7", "2024-01-01 00:00", "2024-01-07 00:00"),
+        ("0 0 * * SUN", "2024-01-01 00:00", "2024-01-07 00:00"),
+        ("0 0 * * 5-7", "2024-01-06 00:00", "2024-01-07 00:00"),
+        ("0 0 * * mon/2", "2024-01-05 00:00", "2024-01-07 00:00"),  # mon, wed, fri and 7
+        ("0 0 31 * *", "2024-01-31 00:00", "2024-03-31 00:00"),
+        ("0 0 29 2 *", "2024-03-01 00:00", "2028-02-29 00:00"),
+        ("0 12 1,15 * *", "2024-01-15 12:00", "2024-02-01 12:00"),
+        ("  0\t0  *  * *  ", "2024-01-01 00:00", "2024-01-02 00:00"),
+        ("0 0 1 1 *", "2099-06-01 00:00", "2100-01-01 00:00"),
+    ],
+)
+def test_each_form_of_field(cron, expr, after, expected):
+    assert next_run(cron, expr, at(after)) == at(expected)
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        # Both day fields name values: either matches (the 5th is a Friday).
+        ("0 0 13 * fri", "2024-01-05 00:00"),
+        ("0 0 13,14 * fri", "2024-01-05 00:00"),
+        ("0 0 1,3 * sat", "2024-01-03 00:00"),
+        # One of them starts with *: both must (*/10: the 1st, 11th, 21st, 31st).
+        ("0 0 13 * *", "2024-01-13 00:00"),
+        ("0 0 * * fri", "2024-01-05 00:00"),
+        ("0 0 */10 * fri", "2024-03-01 00:00"),
+        ("0 0 13 * */7", "2024-10-13 00:00"),  # */7 is Sunday alone
+    ],
+)
+def test_day_of_month_and_day_of_week_combine_the_classic_way(cron, expr, expected):
+    assert next_run(cron, expr, at("2024-01-01 00:00")) == at(expected)
+
+
+@pytest.mark.parametrize(
+    ("macro", "expected"),
+    [
+        ("@hourly", "2024-05-15 11:00"),
+        ("@daily", "2024-05-16 00:00"),
+        ("@midnight", "2024-05-16 00:00"),
+        ("@weekly", "2024-05-19 00:00"),  # a Sunday
+        ("@monthly", "2024-06-01 00:00"),
+        ("@yearly", "2025-01-01 00:00"),
+        ("@annually", "2025-01-01 00:00"),
+        (" @Daily ", "2024-05-16 00:00"),
+    ],
+)
+def test_each_macro(cron, macro, expected):
+    assert next_run(cron, macro, at("2024-05-15 10:30")) == at(expected)
+    scalar(cron, "SELECT pyqueue._cron_check(%s, 'UTC')", [macro])
+
+
+@pytest.mark.parametrize(
+    "expr", ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "* * 30,31 feb *", "0 0 30 2 */7"]
+)
+def test_an_expression_that_never_fires_has_no_next_run_and_is_refused(cron, expr):
+    assert next_run(cron, expr, at("2024-01-01 00:00"), "Europe/Berlin") is None
+    error = sqlstate_of(cron, "SELECT pyqueue._cron_check(%s, 'UTC')", [expr])
+    assert error.sqlstate == "22023"
+    assert error.diag.message_primary == (
+        f"pyqueue: cron expression '{expr}' never fires: no month it allows has a day it allows"
+    )
+
+
+def test_february_30th_on_mondays_fires_on_mondays(cron):
+    # Both day fields name values, so Mondays in February are enough.
+    assert next_run(cron, "0 0 30 2 mon", at("2024-01-01 00:00")) == at("2024-02-05 00:00")
+
+
+def _refusal(expr: str, problem: str) -> tuple[str | None, str]:
+    return expr, f"pyqueue: invalid cron expression '{expr}': {problem}"
+
+
+FIELDS = "expected 5 fields (minute hour day-of-month month day-of-week)"
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        _refusal("61 * * * *", "minute 61 is out of range 0-59"),
+        _refusal("* 24 * * *", "hour 24 is out of range 0-23"),
+        _refusal("* * 0 * *", "day-of-month 0 is out of range 1-31"),
+        _refusal("* * 32 * *", "day-of-month 32 is out of range 1-31"),
+        _refusal("* * * 13 *", "month 13 is out of range 1-12"),
+        _refusal("* * * * 8", "day-of-week 8 is out of range 0-7"),
+        _refusal("1-99999999999 * * * *", "minute 99999999999 is out of range 0-59"),
+        _refusal("*/0 * * * *", "minute step 0 is out of range 1-60"),
+        _refusal("*/61 * * * *", "minute step 61 is out of range 1-60"),
+        _refusal("* */25 * * *", "hour step 25 is out of range 1-24"),
+        _refusal("* * * * */8", "day-of-week step 8 is out of range 1-7"),
+        _refusal("*/x * * * *", "minute step 'x' is not a number"),
+        _refusal("*/ * * * *", "minute step '' is not a number"),
+        _refusal("*/2/3 * * * *", "minute step '2/3' is not a number"),
+        _refusal("30-10 * * * *", "minute range '30-10' is reversed"),
+        _refusal("* * * dec-jan *", "month range 'dec-jan' is reversed"),
+        _refusal("* * * * sat-mon", "day-of-week range 'sat-mon' is reversed"),
+        _refusal("* * * *", f"{FIELDS}, got 4"),
+        _refusal("* * * * * *", f"{FIELDS}, got 6"),
+        _refusal("", f"{FIELDS}, got 0"),
+        _refusal("   ", f"{FIELDS}, got 0"),
+        _refusal("* * * foo *", "month 'foo' is neither a number nor a name (jan-dec)"),
+        _refusal("* * * * mon2", "day-of-week 'mon2' is neither a number nor a name (sun-sat)"),
+        _refusal("* * * * jan", "day-of-week 'jan' is neither a number nor a name (sun-sat)"),
+        _refusal("* mon * * *", "hour 'mon' is not a number"),
+        _refusal("1-2-3 * * * *", "minute '2-3' is not a number"),
+        _refusal("? * * * *", "minute '?' is not a number"),
+        _refusal("* * L * *", "day-of-month 'L' is not a number"),
+        _refusal("1,,2 * * * *", "minute has an empty value in '1,,2'"),
+        _refusal("-5 * * * *", "minute has an empty value in '-5'"),
+        _refusal("5, * * * *", "minute has an empty value in '5,'"),
+        _refusal(
+            "@reboot",
+            "unknown macro (use @hourly, @daily, @midnight, @weekly, @monthly, @yearly"
+            " or @annually)",
+        ),
+        (None, "pyqueue: cron expression must not be NULL"),
+    ],
+)
+def test_bad_cron_text_is_refused_naming_the_problem(cron, expr, message):
+    for query in (
+        "SELECT pyqueue._cron_check(%s, 'UTC')",
+        "SELECT pyqueue._cron_next(%s, now(), 'UTC')",
+    ):
+        error = sqlstate_of(cron, query, [expr])
+        assert error.sqlstate == "22023", error
+        assert error.diag.message_primary == message
+
+
+@pytest.mark.parametrize(
+    ("tz", "message"),
+    [
+        ("Mars/Base", "pyqueue: unknown time zone 'Mars/Base'"),
+        (None, "pyqueue: time zone must not be NULL"),
+    ],
+)
+def test_an_unknown_time_zone_is_refused(cron, tz, message):
+    for query in (
+        "SELECT pyqueue._cron_check('0 0 * * *', %s)",
+        "SELECT pyqueue._cron_next('0 0 * * *', now(), %s)",
+    ):
+        error = sqlstate_of(cron, query, [tz])
+        assert error.sqlstate == "22023", error
+        assert error.diag.message_primary == message
+
+
+@pytest.mark.parametrize("tz", ["europe/berlin", "UTC+3", "PST", "+03"])
+def test_the_check_accepts_zone_names_alone(cron, tz):
+    """Names as pg_timezone_names spells them; not abbreviations or POSIX rules."""
+    error = sqlstate_of(cron, "SELECT pyqueue._cron_check('0 0 * * *', %s)", [tz])
+    assert error.diag.message_primary == f"pyqueue: unknown time zone '{tz}'"
+    scalar(cron, "SELECT pyqueue._cron_check('0 0 * * *', 'Europe/Berlin')")
+
+
+@pytest.mark.parametrize("after", [None, "infinity", "-infinity"])
+def test_after_must_be_a_finite_time(cron, after):
+    error = sqlstate_of(cron, "SELECT pyqueue._cron_next('* * * * *', %s::timestamptz)", [after])
+    assert error.sqlstate == "22023"
+    assert (
+        error.diag.message_primary == f"pyqueue: after must be a finite time, got {after or 'NULL'}"
+    )
+
+
+# ---------------------------------------------------------------- daylight saving
+
+BERLIN, NEW_YORK, LORD_HOWE = "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "after", "fold", "expected", "expected_fold"),
+    [
+        # A specific time skipped by the jump forward runs at the jump, once.
+        ("30 2 * * *", BERLIN, "2024-03-31 01:45", 0, "2024-03-31 03:00", 0),
+        ("0,15 2 * * *", BERLIN, "2024-03-31 03:00", 0, "2024-04-01 02:00", 0),
+        ("15 2 * * *", LORD_HOWE, "2024-10-06 01:45", 0, "2024-10-06 02:30", 0),
+        # A specific time repeated by the jump back runs once, at the first occurrence.
+        ("30 2 * * *", BERLIN, "2024-10-27 02:10", 0, "2024-10-27 02:30", 0),
+        ("30 2 * * *", BERLIN, "2024-10-27 02:10", 1, "2024-10-28 02:30", 0),
+        ("30 1 * * *", NEW_YORK, "2024-11-03 01:40", 0, "2024-11-04 01:30", 0),
+        ("45 1 * * *", LORD_HOWE, "2024-04-07 01:40", 1, "2024-04-08 01:45", 0),
+        # Other expressions fire at every matching reading: never in the gap, twice in the overlap.
+        ("10 * * * *", BERLIN, "2024-03-31 01:50", 0, "2024-03-31 03:10", 0),
+        ("10 * * * *", BERLIN, "2024-10-27 02:50", 0, "2024-10-27 02:10", 1),
+        ("*/30 2 * * *", BERLIN, "2024-03-31 01:00", 0, "2024-04-01 02:00", 0),
+        ("*/30 2 * * *", BERLIN, "2024-10-27 02:30", 0, "2024-10-27 02:00", 1),
+        ("* * * * *", NEW_YORK, "2024-11-03 01:59", 0, "2024-11-03 01:00", 1),
+    ],
+)
+def test_daylight_saving_changes_follow_debian_cron(
+    cron, expr, tz, after, fold, expected, expected_fold
+):
+    start = at(after, tz, fold)
+    assert next_run(cron, expr, start, tz) == at(expected, tz, expected_fold)
+    assert reference(expr, start, tz) == at(expected, tz, expected_fold)
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "fold", "expected", "expected_fold", "cronsim_says"),
+    [
+        # 02:00 is skipped: cronsim jumps an hour from it and lands on 03:30.
+        ("*/15 3 * * *", "2024-10-06 02:40", 0, "2024-10-06 03:00", 0, "2024-10-06 03:30"),
+        # cronsim jumps 50 minutes of real time, past the second 01:40.
+        ("40 * * * *", "2024-04-07 01:50", 0, "2024-04-07 01:40", 1, "2024-04-07 02:40"),
+    ],
+)
+def test_cronsim_skips_readings_where_clocks_move_half_an_hour(
+    cron, expr, after, fold, expected, expected_fold, cronsim_says
+):
+    start = at(after, LORD_HOWE, fold)
+    assert next_run(cron, expr, start, LORD_HOWE) == at(expected, LORD_HOWE, expected_fold)
+    assert reference(expr, start, LORD_HOWE) == at(expected, LORD_HOWE, expected_fold)
+    assert _cronsim_after(expr, start, ZoneInfo(LORD_HOWE)) == at(cronsim_says, LORD_HOWE, 1)
+
+
+# ---------------------------------------------------------------- strictly after
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "start"),
+    [
+        ("* * * * *", NEW_YORK, "2024-11-03 00:30"),
+        ("*/20 * * * *", BERLIN, "2024-10-27 00:00"),
+        ("30 2 * * *", BERLIN, "2024-03-29 00:00"),
+        ("0,15 2 * * *", BERLIN, "2024-03-30 00:00"),
+        ("0-59/7 1,2 * * *", LORD_HOWE, "2024-04-06 00:00"),
+        ("*/10 2 * * *", LORD_HOWE, "2024-10-05 00:00"),
+        ("0 0 29 2 *", "UTC", "2000-01-01 00:00"),
+        ("@weekly", "Asia/Kolkata", "2024-01-01 00:00"),
+    ],
+)
+def test_each_next_run_is_strictly_after_the_one_before(cron, expr, tz, start):
+    runs = [at(start, tz)]
+    for _ in range(60):
+        runs.append(next_run(cron, expr, runs[-1], tz))
+    for before, run in itertools.pairwise(runs):
+        assert run > before, f"{expr!r} in {tz}: {wall(run, tz)} after {wall(before, tz)}"
+        # From a microsecond before a run, that run is next.
+        assert next_run(cron, expr, run - timedelta(microseconds=1), tz) == run
