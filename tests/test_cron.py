@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from cronsim import CronSim, CronSimError
 from helpers import scalar, sqlstate_of
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 CRON_SQL = Path(__file__).resolve().parent.parent / "sql" / "15_cron.sql"
@@ -258,6 +258,10 @@ def test_cron_next_agrees_with_cronsim(cron, expr, cases):
     got = cron.execute(query, [expr, [a for a, _ in cases], [z for _, z in cases]]).fetchall()
     for (after, zone), (answer,) in zip(cases, got, strict=True):
         expected = reference(expr, after, zone)
+        kind = "at a specific time" if _fixed_time(MACROS.get(expr, expr)) else "every reading"
+        changes = TRANSITIONS.get(zone, [])
+        near = answer is not None and any(abs(answer - c) <= timedelta(hours=3) for c in changes)
+        event(f"{zone}, {kind}, {'next run' if near else 'no next run'} within 3 h of a change")
         assert answer == expected, (
             f"_cron_next({expr!r}, {after.isoformat()} = {wall(after, zone)}, {zone!r}) "
             f"gave {answer and wall(answer, zone)}, reference {expected and wall(expected, zone)}"
