@@ -22,7 +22,7 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
-from pyqueue import schema
+from pyqueue import queries, schema
 from pyqueue.client import Queue
 from pyqueue.database import Database, resolve
 from pyqueue.errors import PyqueueError
@@ -215,7 +215,7 @@ def status(ctx: Context, watch: bool, interval: float) -> None:
     """Jobs per queue and status (the pyqueue.queue_stats view)."""
     url = ctx.database().url
     while True:
-        rows = fetch_dicts(url, "SELECT * FROM pyqueue.queue_stats")
+        rows = fetch_dicts(url, queries.QUEUE_STATS)
         if watch:
             click.clear()
             click.echo(time.strftime("%H:%M:%S"))

@@ -38,10 +38,12 @@ from typing import Any
 
 import psycopg
 
+from pyqueue import queries
 from pyqueue.jobs import ClaimedJob
+from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting, Stopping
 from pyqueue.worker.context import JobContext
-from pyqueue.worker.outcome import Held, encode_result, failure, sql_text
+from pyqueue.worker.outcome import Held, encode_result, failure
 from pyqueue.worker.threads import DaemonThreads
 
 logger = logging.getLogger("pyqueue.worker")
@@ -51,19 +53,6 @@ Handler = Callable[[Any, JobContext], Any]
 Claim = asyncio.Task[psycopg.AsyncCursor[Any]]
 # A plain handler's outcome, posted by its thread: (held, result, error, traceback).
 Posted = tuple[Held, "str | None", "str | None", "str | None"]
-
-JOBS_CHANNEL = "pyqueue_jobs"
-# Arrays go in binary (%b): as text, psycopg quotes and escapes each element
-# (complete_batch's ids and tokens took 1.8 µs a job to send, 0.5 in binary).
-CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
-COMPLETE_BATCH = (
-    "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::text[]::jsonb[])"
-)
-FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
-HEARTBEAT = "SELECT * FROM pyqueue.heartbeat(%b::bigint[], %b::uuid[], %s)"
-RELEASE = "SELECT * FROM pyqueue.release(%b::bigint[], %b::uuid[])"
-RECOVER = "SELECT pyqueue.recover_expired()"
-PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
 
 # Outcomes stored per complete_batch call at most.
 RECORD_BATCH = 1000
@@ -230,7 +219,7 @@ class Session:
         # Rows in binary: a lease token or a timestamp is read in a fraction of
         # the time its text takes to parse (claimed jobs: 4.4 µs a row, not 5.3).
         return await self.db.execute(
-            CLAIM,
+            queries.CLAIM,
             [self.queues, self.name, size, self.lease],
             binary=True,
             stopping=self.stopping,
@@ -248,7 +237,7 @@ class Session:
         ids = [j.id for j in jobs]
         try:
             await asyncio.wait_for(
-                self.db.call(RELEASE, [ids, [j.lease_token for j in jobs]]),
+                self.db.call(queries.HAND_BACK, [ids, [j.lease_token for j in jobs]]),
                 FINAL_WRITES_SECONDS,
             )
             logger.info("released %d job(s) not started: %s", len(ids), ids)
@@ -407,7 +396,9 @@ class Session:
 
     async def _send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
         text = None if message is None else sql_text(message)
-        await self.db.call(PROGRESS, [job.id, job.lease_token, pct, text], retry=False)
+        await self.db.call(
+            queries.REPORT_PROGRESS, [job.id, job.lease_token, pct, text], retry=False
+        )
 
     # Storing outcomes.
 
@@ -439,7 +430,7 @@ class Session:
         results = [h.result for h in successes]
         try:
             rows = await self.outcome_db.call(
-                COMPLETE_BATCH,
+                queries.COMPLETE,
                 [
                     [h.job.id for h in successes],
                     [h.job.lease_token for h in successes],
@@ -464,7 +455,7 @@ class Session:
     async def _record_failure(self, held: Held) -> None:
         job = held.job
         rows = await self.outcome_db.call(
-            FAIL, [job.id, job.lease_token, held.error, held.traceback]
+            queries.FAIL, [job.id, job.lease_token, held.error, held.traceback]
         )
         status = rows[0][0]
         if status == "lost":
@@ -520,7 +511,7 @@ class Session:
         if not holding:
             return
         rows = await self.db.call(
-            HEARTBEAT,
+            queries.EXTEND_LEASES,
             [[h.job.id for h in holding], [h.job.lease_token for h in holding], self.lease],
         )
         kept = {row[0] for row in rows}
@@ -537,7 +528,7 @@ class Session:
                 )
 
     async def _recover(self) -> None:
-        rows = await self.db.call(RECOVER)
+        rows = await self.db.call(queries.RECOVER_EXPIRED)
         if rows and rows[0][0]:
             logger.info("recovered %s job(s) whose lease had expired", rows[0][0])
 
@@ -547,7 +538,7 @@ class Session:
         while True:
             conn = await self.listen_db.connect()
             try:
-                await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                await conn.execute(queries.LISTEN_JOBS)
                 listening.set()
                 self.wake.set()  # jobs may have come while nobody listened
                 async for note in conn.notifies():
