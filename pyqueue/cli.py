@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from pyqueue import queries, schema
 from pyqueue.client import Queue
 from pyqueue.database import Database, resolve
-from pyqueue.errors import PyqueueError
+from pyqueue.errors import PyqueueError, first_line
 from pyqueue.jobs import Job
 from pyqueue.localserver import LocalServer, default_base_dir
 
@@ -61,8 +61,7 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except (PyqueueError, psycopg.Error) as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            click.echo(f"pyqueue: error: {message}", err=True)
+            click.echo(f"pyqueue: error: {first_line(error)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -236,7 +235,7 @@ def job_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
         {
             **{c: getattr(j, c) for c in JOB_COLUMNS},
             "run_at": j.run_at.strftime("%Y-%m-%d %H:%M:%S") if j.run_at else None,
-            "error": (j.error or "").splitlines()[0][:60] if j.error else None,
+            "error": first_line(j.error)[:60] if j.error else None,
         }
         for j in jobs
     ]

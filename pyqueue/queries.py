@@ -22,7 +22,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import class_row
 
-from pyqueue.jobs import ClaimedJob, Job
+from pyqueue.jobs import Job
 
 # Channels. Enqueue notifies JOBS_CHANNEL with the queue name; complete, fail,
 # cancel and recovery notify FINISHED_CHANNEL with the comma-separated job ids.
@@ -93,10 +93,9 @@ CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s)"
 # --- Worker -------------------------------------------------------------------------
 
 # Lease due jobs: (queues text[], worker name, how many at most, lease interval).
-# Expired leases are recovered inside the call. Returns `claimed_job` rows, in the
-# field order of CLAIMED_ROW's fields (the worker reads them in binary).
+# Expired leases are recovered inside the call. Returns `claimed_job` rows, each
+# read as ClaimedJob(*row) (the worker asks for them in binary).
 CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
-CLAIMED_ROW = ClaimedJob
 
 # Store results: (job ids bigint[], lease tokens uuid[], results as JSON text[]
 # or NULL for no result at all). Returns one row per job stored: (id,); a job

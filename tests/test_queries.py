@@ -1,7 +1,7 @@
 """The seam to the database: every statement the package sends is in pyqueue/queries.py.
 
 Static checks of the source, no database: a statement written anywhere else in
-pyqueue/ fails here.
+pyqueue/ fails here, and so does a worker transition named outside the seam.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ STATEMENT = re.compile(
     r"|\bFROM\s+pyqueue\.",
     re.IGNORECASE,
 )
+
+
+WORKER_CALLS = re.compile(r"\b(claim_batch|complete_batch)\b|\bpyqueue\.(fail|heartbeat|release)\b")
 
 
 def modules() -> list[Path]:
@@ -55,6 +58,11 @@ def test_no_statement_outside_the_seam(path):
         if STATEMENT.search(node.value)
     ]
     assert found == [], f"SQL outside pyqueue/queries.py in {path.name}"
+
+
+def test_the_worker_transitions_are_named_in_the_seam_only():
+    named = [p.name for p in [SEAM, *modules()] if WORKER_CALLS.search(p.read_text())]
+    assert named == ["queries.py"]
 
 
 def test_the_checks_see_a_statement_when_there_is_one():

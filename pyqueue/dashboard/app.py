@@ -30,7 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from pyqueue.dashboard.reads import STATE_WORDS, STATUSES, Reads
 from pyqueue.dashboard.security import CSRF_FIELD, Credentials, Guard, csrf_ok
-from pyqueue.errors import InvalidArgument, JobNotFound, JobStateError, PyqueueError
+from pyqueue.errors import InvalidArgument, JobNotFound, JobStateError, PyqueueError, first_line
 
 HERE = Path(__file__).parent
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -51,10 +51,6 @@ def age(seconds: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60}m {whole % 60:02d}s"
     return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
-def first_line(text: str | None) -> str:
-    return text.strip().splitlines()[0] if text and text.strip() else ""
 
 
 def pretty(value: Any) -> str:
@@ -217,7 +213,7 @@ def create_app(database_url: str, creds: Credentials | None = None) -> Starlette
         elif isinstance(exc, InvalidArgument):
             code, message = 400, str(exc)
         else:
-            code, message = 503, f"database unavailable: {first_line(str(exc))}"
+            code, message = 503, f"database unavailable: {first_line(exc)}"
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": message}, status_code=code)
         response = render(request, "error.html", code=code, message=message)
