@@ -69,8 +69,9 @@ def raise_translated(error: BaseException) -> None:
 class translate_errors:  # lower case: used as a function, `with translate_errors():`
     """Context manager: re-raise database errors as the typed pyqueue errors.
 
-    A class rather than a @contextmanager generator: it wraps every client call,
-    and the generator's setup is a measurable part of a one-job enqueue.
+    A class rather than a @contextmanager generator: it wraps every client
+    call, one-job enqueues included, and a class's enter and exit build no
+    generator.
     """
 
     __slots__ = ()
