@@ -35,8 +35,11 @@ TERMINATE_OTHERS = (
 
 
 @contextmanager
-def running(worker: Worker, dsn: str) -> Iterator[Worker]:
-    """worker.run(dsn) in a thread for the duration of the block; stop() and join after."""
+def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
+    """worker.run(dsn) in a thread for the duration of the block; stop() and join after.
+
+    Yields the thread: it is no longer alive once run() has returned.
+    """
     failures: list[BaseException] = []
 
     def target() -> None:
@@ -48,7 +51,7 @@ def running(worker: Worker, dsn: str) -> Iterator[Worker]:
     thread = threading.Thread(target=target, name="test-worker")
     thread.start()
     try:
-        yield worker
+        yield thread
     finally:
         worker.stop()
         thread.join(timeout=30)
@@ -579,9 +582,9 @@ def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, 
         ran.append(job.id)
 
     ids = queue.enqueue_many("q", [{}] * 3)
-    with running(worker, dsn):
+    with running(worker, dsn) as thread:
         assert claimed.wait(15)
-        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+        wait_until(lambda: not thread.is_alive(), what="the worker to stop by itself")
     jobs = [queue.get_job(j) for j in ids]
     assert ran == []
     assert [(j.status, j.attempt) for j in jobs] == [("pending", 0)] * 3
@@ -613,9 +616,9 @@ def test_a_claim_sent_ahead_is_handed_back_when_the_stop_comes(dsn, queue, monke
         ran.append(job.id)
 
     ids = queue.enqueue_many("q", [{}] * 4)
-    with running(worker, dsn):
+    with running(worker, dsn) as thread:
         wait_until(lambda: len(claims) == 2, what="the claim sent ahead")
-        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+        wait_until(lambda: not thread.is_alive(), what="the worker to stop by itself")
     jobs = [queue.get_job(j) for j in ids]
     assert claims == [2, 2]
     assert sorted(ran) == ids[:2]
