@@ -105,9 +105,8 @@ def _round(conn: psycopg.Connection[Any], side: str, config: Config) -> float:
 def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
     # The two backlogs live in two databases on the same server, and their
     # rounds alternate, as the two sides' do: a drift in the machine's load
-    # then falls on both sizes alike. Measured one after the other (the small
-    # one before and after the large), one run's ratio was 0.75 for pyqueue
-    # and 0.72 for the baseline, the next 1.23 and 1.20.
+    # then falls on both sizes alike, and the ratio of large to small is the
+    # backlog's effect, not the load's.
     assert config.backlog_round_jobs < config.backlog_due, "a round must not find the queue empty"
     rates: dict[tuple[str, str], list[float]] = {}
     with db.sibling("_large") as large_db:

@@ -16,17 +16,16 @@ class Config:
     # it waits for them first). The raw loop runs its batch inline.
     concurrency: int = 200
     async_handler: bool = False
-    # 1. enqueue: seconds per side, split into alternating rounds of 2 s so that
-    # drift in the machine's load falls on both sides alike. Six rounds, not
-    # four: one job per transaction measured 0.72 to 0.85 of the baseline in
-    # runs minutes apart, and 0.65 to 0.94 in single rounds of 1.5 s.
+    # 1. enqueue: seconds per side, split into alternating rounds so that
+    # drift in the machine's load falls on both sides alike; enough rounds that
+    # one slow round moves the ratio little.
     enqueue_seconds: float = 12.0
     enqueue_rounds: int = 6
     enqueue_batch: int = 1000
     # 2. drain: runs per side and number of processes, alternating which side
     # goes first; the median run is reported, so that one run slowed by a
-    # neighbour on the machine does not decide the figure. Five, not three:
-    # one side's drains varied by up to 1.8x within minutes here.
+    # neighbour on the machine does not decide the figure (an odd number, so
+    # the median is a run that happened).
     drain_jobs: int = 50_000
     drain_processes: tuple[int, ...] = (1, 2)
     drain_rounds: int = 5
@@ -44,9 +43,9 @@ class Config:
     soak_seconds: float = 300.0
     soak_rate: float | None = None  # jobs/s; None: a share of the measured drain rate
     # Both sides soak at once on one machine, each at this share of pyqueue's
-    # drain rate (measured alone): at 0.3 (11,000 jobs/s each after a fast
-    # drain) and again at 0.2 (8,700) both fell behind on a busy 2-core
-    # machine, and the soak measured a growing backlog, not steady work.
+    # drain rate (measured alone). It must leave both sides headroom on a busy
+    # machine: a side that falls behind measures a growing backlog, not steady
+    # work.
     soak_rate_share: float = 0.15
     soak_window: float = 60.0  # "first minute" / "last minute"
 

@@ -62,7 +62,7 @@ SELECT count(*), pg_notify('{CHANNEL}', %s) FROM jobs
 
 # The picked ids as an array, so that the update finds each by primary key
 # whatever the statistics say: joined to the pick as a subquery, the update of
-# a small table (10,000 rows) was planned as a hash join over all of it.
+# a small table can be planned as a hash join over all of it.
 CLAIM = """
 UPDATE bench_raw.jobs j
 SET status = 'running', attempt = j.attempt + 1, locked_until = now() + interval '30 seconds'

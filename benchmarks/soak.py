@@ -4,8 +4,8 @@ pyqueue and the baseline soak at the same time, on the same server, each with
 its own producer thread and one worker process, so that both meet the same
 noise; running them one after the other would double the run's length. Each
 producer enqueues small batches on a fixed schedule (one transaction every
-10 ms). The rate is --soak-rate, or by default a fifth of pyqueue's
-one-process drain rate measured earlier in the run.
+10 ms). The rate is --soak-rate, or by default a share (soak_rate_share in
+config.py) of pyqueue's one-process drain rate measured earlier in the run.
 
 pyqueue's completed jobs are purged as the queue's retention says: retention is
 set to half a window and a janitor calls pyqueue.purge() six times a window.

@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import click
 
+from pyqueue import display
 from pyqueue.client import Queue
 from pyqueue.jobs import Job
 from pyqueue.worker import JobContext, Worker
@@ -116,7 +117,8 @@ def show_progress(queue: Queue, ids: Sequence[int], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def run_demo(url: str, print_status: Callable[[], None], print_dead: Callable[[], None]) -> None:
+def run_demo(url: str) -> None:
+    """Enqueue the demo's jobs, run a worker on them, show them live, then the tables."""
     # The live display already tells each failure and retry: keep the worker's
     # warnings from breaking its lines.
     logging.getLogger("pyqueue.worker").setLevel(logging.ERROR)
@@ -134,7 +136,8 @@ def run_demo(url: str, print_status: Callable[[], None], print_dead: Callable[[]
         finally:
             worker.stop()
             thread.join(timeout=35)
+        dead_letters = queue.list_dead(limit=5)
     click.echo("\nqueues:")
-    print_status()
+    display.print_table(display.queue_stats(url), display.STATUS_COLUMNS)
     click.echo("\ndead letters:")
-    print_dead()
+    display.print_table(display.dead_rows(dead_letters), display.DEAD_COLUMNS)

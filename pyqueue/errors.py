@@ -69,8 +69,9 @@ def raise_translated(error: BaseException) -> None:
 class translate_errors:  # lower case: used as a function, `with translate_errors():`
     """Context manager: re-raise database errors as the typed pyqueue errors.
 
-    A class rather than a @contextmanager generator: it wraps every client call,
-    and the generator's setup is a measurable part of a one-job enqueue.
+    A class rather than a @contextmanager generator: it wraps every client
+    call, one-job enqueues included, and a class's enter and exit build no
+    generator.
     """
 
     __slots__ = ()
@@ -81,3 +82,15 @@ class translate_errors:  # lower case: used as a function, `with translate_error
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         if error is not None:
             raise_translated(error)
+
+
+def first_line(error: BaseException | str | None) -> str:
+    """The first line of an error's message, for a one-line report.
+
+    An exception without a message is named by its class, so that the report
+    is never empty; no text at all gives "".
+    """
+    text = "" if error is None else str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""

@@ -43,7 +43,7 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
-    """A job leased to a worker by `pyqueue.claim_batch`.
+    """A job leased to a worker by a claim (queries.CLAIM), field for field.
 
     lease_token is the fencing value that complete, fail, heartbeat and progress
     calls must present.

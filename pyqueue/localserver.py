@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 
+from pyqueue import queries
 from pyqueue.errors import PyqueueError
 
 SUPERUSER = "postgres"
@@ -162,9 +163,8 @@ class LocalServer:
 
     def _create_database(self) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])
-            if exists.fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            if conn.execute(queries.DATABASE_EXISTS, [DATABASE]).fetchone() is None:
+                conn.execute(queries.create_database(DATABASE))
 
     def stop(self) -> None:
         if self.port() is not None:

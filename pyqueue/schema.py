@@ -20,6 +20,7 @@ from yoyo import get_backend, read_migrations
 from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList
 
+from pyqueue import queries
 from pyqueue.errors import SchemaError
 
 # The schema version this client is written for: what `pyqueue migrate` brings
@@ -94,7 +95,7 @@ def migration_lock(conninfo: str) -> Iterator[None]:
     """
     with psycopg.connect(conninfo, autocommit=True) as conn:
         check_server(conn)
-        conn.execute("SELECT pg_advisory_lock(hashtextextended('pyqueue.migrate', 0))")
+        conn.execute(queries.MIGRATION_LOCK)
         yield
 
 
@@ -132,19 +133,11 @@ def rollback_all(conninfo: str) -> int:
 
 def compatibility(conn: psycopg.Connection[Any]) -> Compatibility | None:
     """What the database's schema serves, or None when pyqueue is not installed."""
-    row = conn.execute(
-        "SELECT to_regprocedure('pyqueue.schema_compatibility()') IS NOT NULL,"
-        " to_regprocedure('pyqueue.schema_version()') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute(queries.SCHEMA_FUNCTIONS).fetchone()
     if row is None or not row[1]:
         return None
-    if row[0]:
-        found = conn.execute(
-            "SELECT version, oldest_client_version FROM pyqueue.schema_compatibility()"
-        ).fetchone()
-    else:
-        # Schema version 1 predates schema_compatibility() and served its own clients.
-        found = conn.execute("SELECT v, v FROM pyqueue.schema_version() AS v").fetchone()
+    query = queries.SCHEMA_COMPATIBILITY if row[0] else queries.SCHEMA_VERSION_ONLY
+    found = conn.execute(query).fetchone()
     assert found is not None
     return Compatibility(int(found[0]), int(found[1]))
 
@@ -153,6 +146,12 @@ def installed_version(conn: psycopg.Connection[Any]) -> int | None:
     """The schema version in the database, or None when pyqueue is not installed."""
     found = compatibility(conn)
     return found.version if found else None
+
+
+def version_at(conninfo: str) -> int | None:
+    """installed_version() of the database at `conninfo`."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return installed_version(conn)
 
 
 def refusal(

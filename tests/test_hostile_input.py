@@ -26,7 +26,7 @@ from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
 import pyqueue
-from pyqueue.client import to_json
+from pyqueue.values import to_json
 
 # The database is shared by the examples of one test: a fresh one per example
 # would cost a second each. Every example leaves it in working order anyway.

@@ -21,7 +21,9 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
-from pyqueue.worker import JobContext, Worker, session
+from pyqueue.worker import JobContext, Worker, executor
+from pyqueue.worker.claimer import Claimer
+from pyqueue.worker.executor import Executor
 
 FAST = {"poll_interval": 0.05}
 # Waits until those sessions have ended: the test's own client then finds its
@@ -33,8 +35,11 @@ TERMINATE_OTHERS = (
 
 
 @contextmanager
-def running(worker: Worker, dsn: str) -> Iterator[Worker]:
-    """worker.run(dsn) in a thread for the duration of the block; stop() and join after."""
+def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
+    """worker.run(dsn) in a thread for the duration of the block; stop() and join after.
+
+    Yields the thread: it is no longer alive once run() has returned.
+    """
     failures: list[BaseException] = []
 
     def target() -> None:
@@ -46,7 +51,7 @@ def running(worker: Worker, dsn: str) -> Iterator[Worker]:
     thread = threading.Thread(target=target, name="test-worker")
     thread.start()
     try:
-        yield worker
+        yield thread
     finally:
         worker.stop()
         thread.join(timeout=30)
@@ -216,14 +221,14 @@ def test_a_result_with_a_nul_character_fails_only_its_own_job(dsn, queue):
 def test_a_result_the_database_refuses_fails_only_its_own_job(dsn, queue, monkeypatch):
     # JSON text that Python accepts and jsonb refuses (numeric overflow), standing
     # for any result the database turns down once it is sent in a batch.
-    original = session.encode_result
+    original = executor.encode_result
 
     def encode(value: Any) -> Jsonb | None:
         if value == "overflow":
             return Jsonb(None, dumps=lambda _: '{"n": 1e1000000}')
         return original(value)
 
-    monkeypatch.setattr("pyqueue.worker.session.encode_result", encode)
+    monkeypatch.setattr(executor, "encode_result", encode)
     worker = Worker(concurrency=4, **FAST)
     gate = threading.Barrier(3, timeout=10)
 
@@ -560,18 +565,18 @@ def test_results_of_handlers_that_finished_while_the_database_was_away_are_store
 
 def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, monkeypatch):
     worker = Worker(concurrency=4, **FAST)
-    original = session.Session._claim
+    original = Claimer.claim
     claimed = threading.Event()
 
-    async def claim_then_stop(self: session.Session, size: int) -> list[Any]:
-        jobs = await original(self, size)
-        if jobs:
+    async def claim_then_stop(self: Claimer, size: int) -> Any:
+        rows = await original(self, size)
+        if rows.rowcount:
             worker.stop()  # as if SIGTERM arrived while the claim was on the wire
             claimed.set()
             await asyncio.sleep(0.1)
-        return jobs
+        return rows
 
-    monkeypatch.setattr(session.Session, "_claim", claim_then_stop)
+    monkeypatch.setattr(Claimer, "claim", claim_then_stop)
     ran: list[int] = []
 
     @worker.handler("q")
@@ -579,9 +584,9 @@ def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, 
         ran.append(job.id)
 
     ids = queue.enqueue_many("q", [{}] * 3)
-    with running(worker, dsn):
+    with running(worker, dsn) as thread:
         assert claimed.wait(15)
-        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+        wait_until(lambda: not thread.is_alive(), what="the worker to stop by itself")
     jobs = [queue.get_job(j) for j in ids]
     assert ran == []
     assert [(j.status, j.attempt) for j in jobs] == [("pending", 0)] * 3
@@ -592,20 +597,20 @@ def test_a_claim_sent_ahead_is_handed_back_when_the_stop_comes(dsn, queue, monke
     # batch starts. The stop comes as that batch starts, so the second batch
     # arrives after it: handed back unstarted, the first batch run to the end.
     worker = Worker(concurrency=4, batch_size=2, **FAST)
-    original = session.Session._start
+    original = Executor.start
     claims: list[int] = []
-    original_claim = session.Session._claim
+    original_claim = Claimer.claim
 
-    async def counted_claim(self: session.Session, size: int) -> list[Any]:
+    async def counted_claim(self: Claimer, size: int) -> Any:
         claims.append(size)
         return await original_claim(self, size)
 
-    def start_then_stop(self: session.Session, job: Any) -> None:
-        self.stop()  # at once, not at the loop's next turn as worker.stop() would
+    def start_then_stop(self: Executor, job: Any) -> None:
+        self.state.stop()  # at once, not at the loop's next turn as worker.stop() would
         original(self, job)
 
-    monkeypatch.setattr(session.Session, "_claim", counted_claim)
-    monkeypatch.setattr(session.Session, "_start", start_then_stop)
+    monkeypatch.setattr(Claimer, "claim", counted_claim)
+    monkeypatch.setattr(Executor, "start", start_then_stop)
     ran: list[int] = []
 
     @worker.handler("q")
@@ -613,9 +618,9 @@ def test_a_claim_sent_ahead_is_handed_back_when_the_stop_comes(dsn, queue, monke
         ran.append(job.id)
 
     ids = queue.enqueue_many("q", [{}] * 4)
-    with running(worker, dsn):
+    with running(worker, dsn) as thread:
         wait_until(lambda: len(claims) == 2, what="the claim sent ahead")
-        wait_until(lambda: not worker._loop, what="the worker to stop by itself")
+        wait_until(lambda: not thread.is_alive(), what="the worker to stop by itself")
     jobs = [queue.get_job(j) for j in ids]
     assert claims == [2, 2]
     assert sorted(ran) == ids[:2]

@@ -8,13 +8,15 @@ into plain JSON-ready dicts, which both the pages and the JSON API show.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from pyqueue import queries
 from pyqueue.client import Queue
 from pyqueue.jobs import Job
 
@@ -60,35 +62,21 @@ class Reads:
         self._pool.close()
         self.queue.close()
 
-    def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             rows = conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
         return [{k: plain(v) for k, v in row.items()} for row in rows]
 
     def queue_stats(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM pyqueue.queue_stats", [])
+        return self._rows(queries.QUEUE_STATS, [])
 
     def throughput(self, queue: str | None = None) -> list[dict[str, Any]]:
         """Jobs completed and failed in each of the last 60 minutes, zeros included."""
-        return self._rows(
-            "SELECT m.minute, coalesce(sum(t.completed), 0)::int AS completed,"
-            "       coalesce(sum(t.failed), 0)::int AS failed"
-            " FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',"
-            "                      date_trunc('minute', now()), interval '1 minute') AS m(minute)"
-            " LEFT JOIN pyqueue.throughput t"
-            "   ON t.minute = m.minute AND (%(queue)s::text IS NULL OR t.queue = %(queue)s)"
-            " GROUP BY m.minute ORDER BY m.minute",
-            {"queue": queue},  # type: ignore[arg-type]
-        )
+        return self._rows(queries.THROUGHPUT_LAST_HOUR, {"queue": queue})
 
     def dead_letters(self, page: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the dead_letters view, newest first, and whether more follow."""
-        rows = self._rows(
-            "SELECT id, queue, attempt, max_attempts, error, created_at, dead_at,"
-            "       retried_as, retried_at"
-            " FROM pyqueue.dead_letters LIMIT %s OFFSET %s",
-            [PAGE_SIZE + 1, (page - 1) * PAGE_SIZE],
-        )
+        rows = self._rows(queries.DEAD_LETTERS_PAGE, [PAGE_SIZE + 1, (page - 1) * PAGE_SIZE])
         return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
     def jobs(
@@ -112,12 +100,8 @@ class Reads:
         """Jobs (live or dead) whose idempotency key is `key`, newest first."""
         with self._pool.connection() as conn:
             jobs = (
-                conn.cursor(row_factory=class_row(Job))
-                .execute(
-                    "SELECT * FROM pyqueue.all_jobs WHERE idempotency_key = %s"
-                    " ORDER BY id DESC LIMIT %s",
-                    [key, PAGE_SIZE],
-                )
+                conn.cursor(row_factory=queries.JOB_ROW)
+                .execute(queries.JOBS_WITH_KEY, [key, PAGE_SIZE])
                 .fetchall()
             )
         return [job_dict(j) for j in jobs]

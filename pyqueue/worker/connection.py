@@ -23,6 +23,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import set_json_loads
 
+from pyqueue.errors import first_line
+
 logger = logging.getLogger("pyqueue.worker")
 
 # libpq settings applied unless the conninfo sets them: give up on a server
@@ -41,8 +43,8 @@ _decode_json = json.JSONDecoder().decode
 
 
 def _load_json(data: str | bytes) -> Any:
-    """Payloads as json.loads reads them, minus its encoding sniffing (PostgreSQL
-    sends UTF-8): about half the cost of reading a claimed job, on the claim's path."""
+    """Payloads as json.loads reads them, minus its encoding sniffing: PostgreSQL
+    always sends UTF-8, and every claimed job's payload is decoded here."""
     return _decode_json(data if isinstance(data, str) else data.decode())
 
 
@@ -135,7 +137,7 @@ class Reconnecting:
                         level,
                         "%s: cannot connect (%s); next try in %.1f s",
                         self.name,
-                        _first_line(error),
+                        first_line(error),
                         delay,
                     )
                 else:
@@ -154,7 +156,7 @@ class Reconnecting:
         if self._down_since is None:
             self._down_since = self._last_warning = time.monotonic()
             logger.warning(
-                "%s: database connection lost (%s); reconnecting", self.name, _first_line(error)
+                "%s: database connection lost (%s); reconnecting", self.name, first_line(error)
             )
 
     def lost(self, error: BaseException) -> None:
@@ -206,7 +208,7 @@ class Reconnecting:
                     self.lost(error)
                 else:
                     logger.warning(
-                        "%s: transient database error, retrying: %s", self.name, _first_line(error)
+                        "%s: transient database error, retrying: %s", self.name, first_line(error)
                     )
                 if not retry:
                     raise
@@ -216,8 +218,3 @@ class Reconnecting:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -6,9 +6,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from pyqueue.client import to_json
 from pyqueue.errors import InvalidPayload
 from pyqueue.jobs import ClaimedJob
+from pyqueue.values import sql_text, to_json
 from pyqueue.worker.context import JobContext
 
 
@@ -47,11 +47,6 @@ def encode_result(value: Any) -> str | None:
         return to_json(value, "the handler's result")
     except InvalidPayload as error:
         raise UnserialisableResult(str(error)) from None
-
-
-def sql_text(text: str) -> str:
-    """Text PostgreSQL accepts: no NUL characters, no lone surrogates."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def failure(error: BaseException) -> Outcome:

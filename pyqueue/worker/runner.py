@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import psycopg
 
 from pyqueue import schema
-from pyqueue.errors import InvalidArgument
+from pyqueue.errors import InvalidArgument, first_line
 from pyqueue.worker.connection import Backoff, sleep_unless, with_defaults
-from pyqueue.worker.session import Handler, Session, Settings
+from pyqueue.worker.executor import Handler
+from pyqueue.worker.session import Session
+from pyqueue.worker.settings import Settings, positive_int, queue_names, seconds
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -31,31 +33,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def default_worker_name() -> str:
     """host:pid:random, so that people can tell workers apart in the jobs table."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _positive_int(name: str, value: object, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidArgument(f"{name} must be an integer from 1 to {maximum}, got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (value >= 0 if allow_zero else value > 0) or value > 86400 * 365:  # type: ignore[operator]
-        need = "zero or more" if allow_zero else "more than zero"
-        raise InvalidArgument(f"{name} must be a number of seconds, {need}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _queue_names(value: Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise InvalidArgument(f"queues must be a list of queue names, not the string {value!r}")
-    names = list(value)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise InvalidArgument(f"queues must be a non-empty list of queue names, got {value!r}")
-    return names
 
 
 def check_schema(conninfo: str, migrate: bool = False) -> None:
@@ -81,8 +58,9 @@ async def wait_for_schema(conninfo: str, stopping: asyncio.Event, migrate: bool 
             return True
         except psycopg.OperationalError as error:
             delay = backoff.next_delay()
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            logger.warning("database unreachable (%s); trying again in %.1f s", reason, delay)
+            logger.warning(
+                "database unreachable (%s); trying again in %.1f s", first_line(error), delay
+            )
             await sleep_unless(stopping, delay)
     return False
 
@@ -108,9 +86,9 @@ class Worker:
         queues: Sequence[str] | None = None,
         name: str | None = None,
     ) -> None:
-        lease = _seconds("lease", lease)
+        lease = seconds("lease", lease)
         heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
-        heartbeat = _seconds("heartbeat_interval", heartbeat)
+        heartbeat = seconds("heartbeat_interval", heartbeat)
         if heartbeat >= lease:
             raise InvalidArgument(
                 f"heartbeat_interval ({heartbeat:g} s) must be shorter than the lease "
@@ -120,14 +98,14 @@ class Worker:
             raise InvalidArgument(f"name must be a non-empty string, got {name!r}")
         self.conninfo = conninfo
         self.settings = Settings(
-            concurrency=_positive_int("concurrency", concurrency, 10000),
-            batch_size=_positive_int("batch_size", batch_size, 10000),
-            poll_interval=_seconds("poll_interval", poll_interval),
+            concurrency=positive_int("concurrency", concurrency, 10000),
+            batch_size=positive_int("batch_size", batch_size, 10000),
+            poll_interval=seconds("poll_interval", poll_interval),
             lease=lease,
             heartbeat_interval=heartbeat,
-            grace_period=_seconds("grace_period", grace_period, allow_zero=True),
+            grace_period=seconds("grace_period", grace_period, allow_zero=True),
         )
-        self.queues = _queue_names(queues)
+        self.queues = queue_names(queues)
         self._name = name
         self.name = name  # the name of the current or last run; set by run() if not given
         self._handlers: dict[str, Handler] = {}
@@ -169,14 +147,14 @@ class Worker:
         """Override settings (the CLI's options); None leaves a setting as it is."""
         changes: dict[str, Any] = {}
         if concurrency is not None:
-            changes["concurrency"] = _positive_int("concurrency", concurrency, 10000)
+            changes["concurrency"] = positive_int("concurrency", concurrency, 10000)
         if batch_size is not None:
-            changes["batch_size"] = _positive_int("batch_size", batch_size, 10000)
+            changes["batch_size"] = positive_int("batch_size", batch_size, 10000)
         if poll_interval is not None:
-            changes["poll_interval"] = _seconds("poll_interval", poll_interval)
+            changes["poll_interval"] = seconds("poll_interval", poll_interval)
         self.settings = dataclasses.replace(self.settings, **changes)
         if queues is not None:
-            self.queues = _queue_names(queues)
+            self.queues = queue_names(queues)
 
     def _work_queues(self) -> list[str]:
         if not self._handlers:

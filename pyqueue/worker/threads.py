@@ -4,8 +4,8 @@ Not concurrent.futures.ThreadPoolExecutor: its threads are joined when the
 interpreter exits, so a handler stuck in a call would keep a worker that was
 told to stop at once (second SIGTERM) alive. Daemon threads end with the process.
 No Future and no closure per call either: the threads pass each item to one
-function, which reports its outcome itself (the session batches those reports);
-for a short job, those objects were most of its cost.
+function, which reports its outcome itself (the executor batches those reports),
+so that a short job costs the loop no object of its own beyond its Held.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// The same formats as the server's Jinja filters (app.py: when, age, first_line).
+// The same formats as the server's Jinja filters (pages.py: when, age, first_line).
 const when = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "");
 const firstLine = (text) => (text && text.trim() ? text.trim().split("\n")[0] : "");
 const pretty = (value) => JSON.stringify(value, null, 2);

@@ -1,0 +1,154 @@
+"""The commands that run something: migrate, a worker, the demo, the dashboard, the server."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from pyqueue import schema
+from pyqueue.cli.context import Context, friendly_errors, pass_context
+from pyqueue.database import resolve
+from pyqueue.localserver import LocalServer, default_base_dir
+
+
+@click.command()
+@pass_context
+@friendly_errors
+def migrate(ctx: Context) -> None:
+    """Bring the database to the current pyqueue schema."""
+    database = resolve(ctx.url, ctx.data_dir)
+    applied = schema.migrate(database.url)
+    click.echo(f"applied {applied} migration(s); schema version {schema.version_at(database.url)}")
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:OBJECT")
+@click.option("--concurrency", type=click.IntRange(1, 1000), help="Handlers run at once.")
+@click.option("--batch-size", type=click.IntRange(1, 10000), help="Jobs claimed per call.")
+@click.option("--queues", help="Comma-separated queues to work (default: all with handlers).")
+@click.option("--poll-interval", type=click.FloatRange(0.01), help="Seconds between polls.")
+@click.option(
+    "--migrate/--no-migrate",
+    "apply_migrations",
+    default=False,
+    help="Apply pending migrations first (always on for the private server).",
+)
+@pass_context
+@friendly_errors
+def worker(
+    ctx: Context,
+    target: str,
+    concurrency: int | None,
+    batch_size: int | None,
+    queues: str | None,
+    poll_interval: float | None,
+    apply_migrations: bool,
+) -> None:
+    """Run the Worker object found at MODULE:OBJECT until SIGTERM or SIGINT."""
+    from pyqueue.worker import Worker
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter("expected MODULE:OBJECT, e.g. myapp.jobs:worker")
+    sys.path.insert(0, ".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise click.BadParameter(f"cannot load {target}: {error}") from None
+    if not isinstance(found, Worker):
+        raise click.BadParameter(f"{target} is a {type(found).__name__}, not a pyqueue.Worker")
+    found.configure(
+        concurrency=concurrency,
+        batch_size=batch_size,
+        poll_interval=poll_interval,
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    found.run(ctx.database().url, migrate=apply_migrations)
+
+
+@click.command()
+@click.pass_context
+@friendly_errors
+def demo(click_ctx: click.Context) -> None:
+    """Run a worker on a few realistic jobs and show their progress live."""
+    from pyqueue.demo import run_demo
+
+    ctx = click_ctx.ensure_object(Context)
+    run_demo(ctx.database(migrate=True).url)
+
+
+@click.group()
+def server() -> None:
+    """Manage the private local PostgreSQL server."""
+
+
+def private_server(ctx: click.Context) -> LocalServer:
+    options = ctx.find_object(Context)
+    data_dir = options.data_dir if options is not None else None
+    return LocalServer(data_dir or default_base_dir())
+
+
+@server.command("start")
+@click.pass_context
+@friendly_errors
+def server_start(ctx: click.Context) -> None:
+    """Start the private server (creating it if needed); print its URL."""
+    click.echo(private_server(ctx).start())
+
+
+@server.command("stop")
+@click.pass_context
+@friendly_errors
+def server_stop(ctx: click.Context) -> None:
+    """Stop the private server."""
+    private_server(ctx).stop()
+    click.echo("stopped")
+
+
+@server.command("url")
+@click.pass_context
+@friendly_errors
+def server_url(ctx: click.Context) -> None:
+    """Print the URL of the running private server."""
+    click.echo(private_server(ctx).url())
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--token", envvar="PYQUEUE_DASHBOARD_TOKEN", help="Require this token.")
+@click.option(
+    "--basic-auth",
+    envvar="PYQUEUE_DASHBOARD_BASIC_AUTH",
+    metavar="USER:PASSWORD",
+    help="Require these basic-auth credentials.",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    "apply_migrations",
+    default=False,
+    help="Apply pending migrations first (always on for the private server).",
+)
+@pass_context
+@friendly_errors
+def dashboard(
+    ctx: Context,
+    host: str,
+    port: int,
+    token: str | None,
+    basic_auth: str | None,
+    apply_migrations: bool,
+) -> None:
+    """Serve the web dashboard and its JSON API (loopback only without credentials)."""
+    from pyqueue.dashboard import check_bind, credentials, serve
+
+    creds = credentials(token, basic_auth)
+    check_bind(host, creds)  # before a private server is started for nothing
+    click.echo(f"pyqueue dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    serve(ctx.database(migrate=apply_migrations).url, host=host, port=port, creds=creds)

@@ -1,0 +1,185 @@
+"""Every statement the Python package sends to PostgreSQL, each named once.
+
+The client, the worker, the CLI, the dashboard and the private-server helper
+refer to these names; none of them holds SQL text of its own. Each entry says
+what the statement does (the contract itself is the SQL function's, commented
+in `sql/`) and the rows it returns.
+
+Conventions that the callers rely on:
+
+- `%b` marks a parameter sent in binary. Arrays go that way: as text, psycopg
+  would quote and escape every element, on the hot path of every batch.
+- The worker asks for claimed rows in binary (`binary=True` on its cursor), so
+  the lease token and timestamps arrive without text parsing.
+- A statement that takes no optional argument is a constant: sending it builds
+  nothing, and psycopg prepares it after a few uses on a connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pyqueue.jobs import Job
+
+# Channels. Enqueue notifies JOBS_CHANNEL with the queue name; complete, fail,
+# cancel and recovery notify FINISHED_CHANNEL with the comma-separated job ids.
+JOBS_CHANNEL = "pyqueue_jobs"
+FINISHED_CHANNEL = "pyqueue_finished"
+
+LISTEN_JOBS = f"LISTEN {JOBS_CHANNEL}"
+LISTEN_FINISHED = f"LISTEN {FINISHED_CHANNEL}"
+
+# --- Producer -----------------------------------------------------------------
+
+# Add one job: (queue, payload as JSON text). Returns one row: (id bigint,), the
+# existing job's id when an idempotency key is already held. {} takes the named
+# options given, if any (see enqueue_with_options).
+_ENQUEUE_CALL = "SELECT pyqueue.enqueue(%s, %s::jsonb{})"
+ENQUEUE = _ENQUEUE_CALL.format("")
+
+
+def enqueue_with_options(**given: Any) -> str:
+    """ENQUEUE with the named options in `given` (run_at, delay, priority,
+    max_attempts, idempotency_key) bound after queue and payload, in that order.
+
+    Only options the caller gave are sent, so the SQL function's defaults
+    apply to the others.
+    """
+    return _ENQUEUE_CALL.format("".join(f", {name} => %s" for name in given))
+
+
+# Add one job per payload in one statement: (queue, payloads as JSON text[],
+# run_at, delay, priority, max_attempts, idempotency_keys text[]).
+# Returns one row per job, in the payloads' order: (id bigint,).
+ENQUEUE_BATCH = (
+    "SELECT * FROM pyqueue.enqueue_batch(%s, %b::text[]::jsonb[],"
+    " run_at => %s, delay => %s, priority => %s, max_attempts => %s,"
+    " idempotency_keys => %b::text[])"
+)
+
+# --- Reading jobs -----------------------------------------------------------------
+
+# The row factory for statements that return `all_jobs` rows.
+JOB_ROW = class_row(Job)
+
+# One job, live or dead-lettered: (job_id,). Returns one `all_jobs` row (read it
+# with JOB_ROW); raises no_data_found (P0002) for an unknown id.
+GET_JOB = "SELECT * FROM pyqueue.get_job(%s)"
+
+# Jobs newest first: (status or NULL, queue or NULL, max_rows). Returns `all_jobs` rows.
+LIST_JOBS = "SELECT * FROM pyqueue.list_jobs(%s, %s, %s)"
+
+# --- Operator actions -----------------------------------------------------------
+
+# Replay a dead-lettered job: (job_id,). Returns one row: (new job id,).
+RETRY_DEAD = "SELECT pyqueue.retry_dead(%s)"
+
+# Cancel a pending or running job: (job_id,). Returns one row: (true, or false
+# when it had already finished,).
+CANCEL = "SELECT pyqueue.cancel(%s)"
+
+# Delete finished jobs past retention: (older_than interval or NULL, queue or NULL).
+# Returns one row: (rows deleted,).
+PURGE = "SELECT pyqueue.purge(%s, %s)"
+
+# A queue's defaults ('*': every queue's): (queue, max_attempts, backoff_base,
+# backoff_max, retention, max_payload_bytes), NULL keeping one as it is.
+# Returns one row: the effective settings.
+CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s)"
+
+# --- Worker -------------------------------------------------------------------------
+
+# Lease due jobs: (queues text[], worker name, how many at most, lease interval).
+# Expired leases are recovered inside the call. Returns `claimed_job` rows, each
+# read as ClaimedJob(*row) (the worker asks for them in binary).
+CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
+
+# Store results: (job ids bigint[], lease tokens uuid[], results as JSON text[]
+# or NULL for no result at all). Returns one row per job stored: (id,); a job
+# missing from them was lost (its lease was taken over, or it was cancelled).
+# Raises a data exception (class 22) when the database refuses a result.
+COMPLETE = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::text[]::jsonb[])"
+
+# Record a failure: (job_id, lease_token, error, traceback). Returns one row:
+# ('pending' retried later, 'dead' dead-lettered, or 'lost',).
+FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
+
+# Extend leases: (job ids bigint[], lease tokens uuid[], lease interval).
+# Returns one row per job still held: (id,).
+EXTEND_LEASES = "SELECT * FROM pyqueue.heartbeat(%b::bigint[], %b::uuid[], %s)"
+
+# Hand back jobs never started, their attempt not counted: (job ids bigint[],
+# lease tokens uuid[]). Returns one row per job handed back: (id,).
+HAND_BACK = "SELECT * FROM pyqueue.release(%b::bigint[], %b::uuid[])"
+
+# Put jobs whose lease ran out back to pending, or dead-letter them.
+# Returns one row: (jobs recovered,).
+RECOVER_EXPIRED = "SELECT pyqueue.recover_expired()"
+
+# Best-effort progress: (job_id, lease_token, percent, message or NULL).
+# Returns one row: (false when the job was lost,).
+REPORT_PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
+
+# --- Monitoring views -------------------------------------------------------------
+
+# Per queue: queue, pending, due, retrying, running, completed, cancelled, dead,
+# oldest_due_age (interval). Read as dict rows.
+QUEUE_STATS = "SELECT * FROM pyqueue.queue_stats"
+
+# Each of the last 60 minutes, oldest first, zeros included: minute, completed,
+# failed; every queue's sum, or one queue's: {"queue": name or None}.
+THROUGHPUT_LAST_HOUR = (
+    "SELECT m.minute, coalesce(sum(t.completed), 0)::int AS completed,"
+    "       coalesce(sum(t.failed), 0)::int AS failed"
+    " FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',"
+    "                      date_trunc('minute', now()), interval '1 minute') AS m(minute)"
+    " LEFT JOIN pyqueue.throughput t"
+    "   ON t.minute = m.minute AND (%(queue)s::text IS NULL OR t.queue = %(queue)s)"
+    " GROUP BY m.minute ORDER BY m.minute"
+)
+
+# A page of dead letters, newest first: (limit, offset). Returns id, queue,
+# attempt, max_attempts, error, created_at, dead_at, retried_as, retried_at.
+DEAD_LETTERS_PAGE = (
+    "SELECT id, queue, attempt, max_attempts, error, created_at, dead_at,"
+    "       retried_as, retried_at"
+    " FROM pyqueue.dead_letters LIMIT %s OFFSET %s"
+)
+
+# Jobs, live or dead, holding an idempotency key, newest first: (key, limit).
+# Returns `all_jobs` rows.
+JOBS_WITH_KEY = (
+    "SELECT * FROM pyqueue.all_jobs WHERE idempotency_key = %s ORDER BY id DESC LIMIT %s"
+)
+
+# --- Schema -------------------------------------------------------------------------
+
+# Whether pyqueue is installed here, and whether it says which clients it serves.
+# Returns one row: (schema_compatibility() exists, schema_version() exists).
+SCHEMA_FUNCTIONS = (
+    "SELECT to_regprocedure('pyqueue.schema_compatibility()') IS NOT NULL,"
+    " to_regprocedure('pyqueue.schema_version()') IS NOT NULL"
+)
+
+# Which clients the schema serves. Returns one row: (version, oldest_client_version).
+SCHEMA_COMPATIBILITY = "SELECT version, oldest_client_version FROM pyqueue.schema_compatibility()"
+
+# The same for schema version 1, which served its own clients only and had no
+# schema_compatibility(). Returns one row: (version, version).
+SCHEMA_VERSION_ONLY = "SELECT v, v FROM pyqueue.schema_version() AS v"
+
+# Hold this database's pyqueue migration lock until the session ends.
+MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtextextended('pyqueue.migrate', 0))"
+
+# --- The private server --------------------------------------------------------------
+
+# Whether a database exists: (name,). Returns one row, or none.
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+
+
+def create_database(name: str) -> sql.Composed:
+    """CREATE DATABASE with `name` quoted as an identifier."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

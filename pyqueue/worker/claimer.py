@@ -1,0 +1,165 @@
+"""The claimer: leases due jobs for free handler slots and hands each to the executor.
+
+It claims only for free slots (at most batch_size a claim), so no job waits
+leased on a busy worker while another worker idles. While handlers run it
+claims again only once `enough_free` slots are free, or CLAIM_GATHER_SECONDS
+after the first one freed up: a busy worker claims in batches, not job by job.
+When a full batch arrives and slots are free beyond it, the next claim is sent
+before that batch is read and started, so that the database leases it while
+this loop starts the last one. One claim in flight at a time, never two: two
+would skip each other's locked rows and split what one claim would take.
+When the queues are drained it waits for a wake-up (NOTIFY) or poll_interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from pyqueue import queries
+from pyqueue.jobs import ClaimedJob
+from pyqueue.worker.connection import Reconnecting, Stopping
+from pyqueue.worker.state import State, wait_any, wait_for
+
+logger = logging.getLogger("pyqueue.worker")
+
+# A claim in flight; its cursor holds the claimed rows, received but not yet read.
+Claim = asyncio.Task[psycopg.AsyncCursor[Any]]
+
+# While handlers run, how long a free slot waits for others before claiming.
+CLAIM_GATHER_SECONDS = 0.05
+# At a stop, how long to wait for a claim in flight and for handing jobs back;
+# jobs not handed back by then run again when their lease expires.
+HAND_BACK_SECONDS = 2.0
+
+
+class Claimer:
+    """Claims jobs of `queues` as `name` and passes each to `start`, until stopping."""
+
+    def __init__(
+        self,
+        db: Reconnecting,
+        state: State,
+        start: Callable[[ClaimedJob], None],
+        *,
+        queues: Sequence[str],
+        name: str,
+        batch_size: int,
+        lease: float,
+        poll_interval: float,
+    ) -> None:
+        self.db = db
+        self.state = state
+        self.start = start
+        self.queues = list(queues)
+        self.name = name
+        self.batch_size = batch_size
+        self.lease = timedelta(seconds=lease)
+        self.poll_interval = poll_interval
+        # Claim again, while handlers run, once this many slots are free.
+        self.enough_free = max(1, min(batch_size, state.concurrency) // 2)
+
+    async def run(self) -> None:
+        """Claim and start jobs until the state says stopping; hand back what comes after."""
+        state = self.state
+        ahead: tuple[int, Claim] | None = None
+        try:
+            while not state.stopping.is_set():
+                if ahead is None:
+                    free = await self.free_slots()
+                    if free == 0:
+                        continue
+                    ahead = self._send(min(self.batch_size, free))
+                (wanted, claim), ahead = ahead, None
+                try:
+                    rows = await claim
+                except Stopping:
+                    break
+                except psycopg.Error as error:
+                    logger.error("claim failed: %s", error)
+                    await wait_any(state.stopping, timeout=self.poll_interval)
+                    continue
+                if state.stopping.is_set():
+                    await self.hand_back(await read(rows))
+                    break
+                got = rows.rowcount
+                free = state.free - got
+                if got == wanted and free >= self.enough_free:
+                    ahead = self._send(min(self.batch_size, free))
+                    await asyncio.sleep(0)  # the claim goes out now, not after the starts
+                for job in await read(rows):
+                    self.start(job)
+                if got < wanted:  # the queues are drained: idle until woken
+                    await wait_for(state.wake, self.poll_interval)
+        finally:
+            if ahead is not None:
+                await self._hand_back_in_flight(ahead[1])
+
+    async def claim(self, size: int) -> psycopg.AsyncCursor[Any]:
+        """Lease up to `size` due jobs; their rows are received, not yet read (see `read`)."""
+        return await self.db.execute(
+            queries.CLAIM,
+            [self.queues, self.name, size, self.lease],
+            binary=True,
+            stopping=self.state.stopping,
+        )
+
+    async def free_slots(self) -> int:
+        """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
+        state = self.state
+        loop = asyncio.get_running_loop()
+        deadline = None
+        while not state.stopping.is_set():
+            free = state.free
+            if free >= self.enough_free:
+                return free
+            timeout = None
+            if free > 0:
+                now = loop.time()
+                deadline = deadline or now + CLAIM_GATHER_SECONDS
+                if now >= deadline:
+                    return free
+                timeout = deadline - now
+            state.slot_free.clear()
+            await wait_for(state.slot_free, timeout)
+        return 0
+
+    async def hand_back(self, jobs: list[ClaimedJob]) -> None:
+        """Return claimed jobs that were never started (their attempt is not counted)."""
+        if not jobs:
+            return
+        ids = [j.id for j in jobs]
+        try:
+            await asyncio.wait_for(
+                self.db.call(queries.HAND_BACK, [ids, [j.lease_token for j in jobs]]),
+                HAND_BACK_SECONDS,
+            )
+            logger.info("released %d job(s) not started: %s", len(ids), ids)
+        except (TimeoutError, psycopg.Error) as error:
+            logger.warning(
+                "could not release jobs %s (%s): they run again when their lease expires",
+                ids,
+                str(error) or "timeout",
+            )
+
+    def _send(self, wanted: int) -> tuple[int, Claim]:
+        # Cleared before the claim: a NOTIFY arriving during it claims again.
+        self.state.wake.clear()
+        return wanted, asyncio.ensure_future(self.claim(wanted))
+
+    async def _hand_back_in_flight(self, claim: Claim) -> None:
+        try:
+            rows = await asyncio.wait_for(claim, HAND_BACK_SECONDS)
+        except (TimeoutError, Stopping, psycopg.Error):
+            return
+        await self.hand_back(await read(rows))
+
+
+async def read(rows: psycopg.AsyncCursor[Any]) -> list[ClaimedJob]:
+    """The jobs of a claim's rows (already received: no round trip)."""
+    return [ClaimedJob(*row) for row in await rows.fetchall()]

@@ -1,0 +1,140 @@
+"""The completer: stores the outcomes the executor queues, a burst at a time.
+
+Whatever finished while the last burst was being stored makes the next burst:
+its successes in one statement, its failures after them. The completer has a
+connection of its own, so that storing one burst overlaps the claim of the
+next. A job whose lease was taken over meanwhile is refused by SQL (fencing by
+lease token); the completer only logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+
+from pyqueue import queries
+from pyqueue.values import sql_text
+from pyqueue.worker.connection import Reconnecting
+from pyqueue.worker.outcome import Held
+from pyqueue.worker.state import State
+
+logger = logging.getLogger("pyqueue.worker")
+
+# Outcomes stored per burst at most, so that one statement stays of bounded size.
+BURST = 1000
+
+
+class Completer:
+    """Takes outcomes from `outcomes` and stores them on `db` until cancelled."""
+
+    def __init__(self, db: Reconnecting, state: State, outcomes: asyncio.Queue[Held]) -> None:
+        self.db = db
+        self.state = state
+        self.outcomes = outcomes
+
+    async def run(self) -> None:
+        outcomes = self.outcomes
+        while True:
+            burst = [await outcomes.get()]
+            while not outcomes.empty() and len(burst) < BURST:
+                burst.append(outcomes.get_nowait())
+            try:
+                await self.store(burst)
+            except Exception:
+                logger.exception(
+                    "could not store outcomes of jobs %s: they run again when their lease expires",
+                    [h.job.id for h in burst],
+                )
+                for held in burst:
+                    self.state.forget(held)
+            finally:
+                for _ in burst:
+                    outcomes.task_done()
+
+    async def store(self, burst: list[Held]) -> None:
+        """Store a burst of outcomes: the successes together, then the failures."""
+        failures = [h for h in burst if h.error is not None]
+        refused = await self.complete([h for h in burst if h.error is None])
+        await self.fail(failures + refused)
+
+    async def drained(self, timeout: float) -> None:
+        """Wait until every outcome queued so far is stored, or `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self.outcomes.join(), timeout)
+        except TimeoutError:
+            logger.warning(
+                "could not store the outcomes of jobs %s: they run again when their lease expires",
+                sorted(self.state.held),
+            )
+
+    async def complete(self, successes: list[Held]) -> list[Held]:
+        """Store these results in one statement; return the jobs whose result was refused.
+
+        When the database refuses one result, the statement is tried job by job to
+        find it; a refused result becomes that job's error.
+        """
+        if not successes:
+            return []
+        results = [h.result for h in successes]
+        try:
+            rows = await self.db.call(
+                queries.COMPLETE,
+                [
+                    [h.job.id for h in successes],
+                    [h.job.lease_token for h in successes],
+                    None if all(r is None for r in results) else results,
+                ],
+            )
+        except psycopg.DataError as error:
+            if len(successes) == 1:
+                held = successes[0]
+                held.error = sql_text(f"the database refused the handler's result: {error}")
+                return [held]
+            return [refused for held in successes for refused in await self.complete([held])]
+        stored = {row[0] for row in rows}
+        for held in successes:
+            if held.job.id not in stored:
+                log_lost(held, "its result was not stored")
+            self.state.forget(held)
+        return []
+
+    async def fail(self, failures: list[Held]) -> None:
+        """Record these failures: each job is retried later, dead-lettered, or found lost."""
+        for held in failures:
+            job = held.job
+            rows = await self.db.call(
+                queries.FAIL, [job.id, job.lease_token, held.error, held.traceback]
+            )
+            log_failure(held, rows[0][0])
+            self.state.forget(held)
+
+
+def log_failure(held: Held, status: str) -> None:
+    """Log a stored failure by the status SQL gave the job: pending, dead or lost."""
+    job = held.job
+    if status == "lost":
+        log_lost(held, "its failure was not stored")
+        return
+    fate = " and is dead-lettered" if status == "dead" else ", will be retried"
+    logger.warning(
+        "job %s (%s) failed on attempt %s of %s%s: %s",
+        job.id,
+        job.queue,
+        job.attempt,
+        job.max_attempts,
+        fate,
+        held.error,
+    )
+
+
+def log_lost(held: Held, consequence: str) -> None:
+    level = logging.DEBUG if held.lost else logging.WARNING  # warned at the heartbeat
+    logger.log(
+        level,
+        "job %s (%s) was lost (cancelled, or its lease expired and it was recovered): %s",
+        held.job.id,
+        held.job.queue,
+        consequence,
+    )

@@ -1,0 +1,203 @@
+"""The executor: runs each started job's handler and queues its outcome for the completer.
+
+An `async def` handler runs as a task on the worker's loop; a plain one on a
+daemon thread (threads.py). A thread hands its outcome back together with those
+of the other threads that finished meanwhile, in one loop callback: the loop is
+the worker's bottleneck, and a wake-up per job would cost it more than the job.
+
+A job's outcome enters `outcomes` only after its last progress report is stored
+(or PROGRESS_FLUSH_SECONDS passed), so a late report never lands on a job that
+is already completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pyqueue import queries
+from pyqueue.jobs import ClaimedJob
+from pyqueue.values import sql_text
+from pyqueue.worker.connection import Reconnecting
+from pyqueue.worker.context import JobContext
+from pyqueue.worker.outcome import Held, encode_result, failure
+from pyqueue.worker.state import State
+from pyqueue.worker.threads import DaemonThreads
+
+logger = logging.getLogger("pyqueue.worker")
+
+Handler = Callable[[Any, JobContext], Any]
+# A plain handler's outcome, posted by its thread: (held, result, error, traceback).
+Posted = tuple[Held, "str | None", "str | None", "str | None"]
+
+# How long a finished handler waits for its last progress report to be stored.
+PROGRESS_FLUSH_SECONDS = 5.0
+# After the grace period, how long cancelled async handlers get to hand in outcomes.
+CANCEL_SECONDS = 2.0
+
+
+def is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004  (async callable objects)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class Executor:
+    """Runs handlers in at most `state.concurrency` slots; outcomes go to `outcomes`."""
+
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        state: State,
+        outcomes: asyncio.Queue[Held],
+        progress_db: Reconnecting,
+    ) -> None:
+        self.handlers = handlers
+        self.state = state
+        self.outcomes = outcomes
+        self.progress_db = progress_db
+        self.loop = asyncio.get_running_loop()
+        self.runs_async = {queue: is_async(handler) for queue, handler in handlers.items()}
+        # Async handlers, and finished jobs waiting for their last progress report.
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.threads = DaemonThreads(state.concurrency, "pyqueue-handler", self._run_plain)
+        # Outcomes posted by handler threads and not yet taken by the loop.
+        self._posted: list[Posted] = []
+        self._posted_lock = threading.Lock()
+        self._send_progress = self.send_progress  # bound once, not once per job
+
+    def start(self, job: ClaimedJob) -> None:
+        """Run the job's handler in a free slot (the claimer claims only for free ones)."""
+        held = Held(job, JobContext(job, self.loop, self._send_progress))
+        state = self.state
+        state.held[job.id] = held
+        state.running += 1
+        if self.runs_async[job.queue]:
+            self._track(self._run_async(held))
+        else:
+            self.threads.submit(held)
+
+    async def send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
+        """Store one progress report; not retried (the next report supersedes it)."""
+        text = None if message is None else sql_text(message)
+        params = [job.id, job.lease_token, pct, text]
+        await self.progress_db.call(queries.REPORT_PROGRESS, params, retry=False)
+
+    async def finish(self, grace: float) -> None:
+        """Give running handlers `grace` seconds to finish; fail the jobs of those that do not.
+
+        Their outcomes are queued (not stored) when this returns.
+        """
+        state = self.state
+        if not (state.running or self.tasks):
+            return
+        logger.info("stopping: waiting up to %g s for %d running handler(s)", grace, state.running)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_finished(), grace)
+        late = list(self.tasks)
+        for task in late:
+            task.cancel()
+        if late:  # so that the outcomes they hold are queued before the last writes
+            await asyncio.wait(late, timeout=CANCEL_SECONDS)
+        unfinished = [h for h in state.held.values() if not h.finished]
+        if unfinished:
+            logger.warning(
+                "grace period of %g s over: failing jobs %s whose handlers still run",
+                grace,
+                [h.job.id for h in unfinished],
+            )
+        for held in unfinished:
+            held.finished = True
+            held.error = f"the worker stopped before the handler finished (grace period {grace} s)"
+            state.running -= 1
+            self.outcomes.put_nowait(held)
+
+    def close(self) -> None:
+        """Cancel async handlers; let handler threads end after their current call."""
+        for task in self.tasks:
+            task.cancel()
+        self.threads.shutdown()
+
+    async def _all_finished(self) -> None:
+        state = self.state
+        while state.running:
+            state.slot_free.clear()
+            await state.slot_free.wait()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+
+    def _track(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_async(self, held: Held) -> None:
+        handler = self.handlers[held.job.queue]
+        try:
+            result = encode_result(await handler(held.job.payload, held.context))
+        except BaseException as error:  # SystemExit in a handler fails its job, not the worker
+            task = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
+                raise  # cancelled by the worker: stopping at once, or the grace period is over
+            self._finished(held, *failure(error))
+            return
+        self._finished(held, result, None, None)
+
+    def _run_plain(self, held: Held) -> None:
+        """On a handler thread: run the handler, post its outcome to the loop."""
+        handler = self.handlers[held.job.queue]
+        try:
+            posted: Posted = (
+                held,
+                encode_result(handler(held.job.payload, held.context)),
+                None,
+                None,
+            )
+        except BaseException as error:
+            posted = (held, *failure(error))
+        if held.context.reported:
+            # After its progress reports, which took this same way to the loop.
+            self._call_on_loop(self._finished, *posted)
+            return
+        with self._posted_lock:
+            self._posted.append(posted)
+            first = len(self._posted) == 1  # else _take_posted is already due
+        if first:
+            self._call_on_loop(self._take_posted)
+
+    def _call_on_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        # RuntimeError: the loop is closed, the worker stopped at once.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    def _take_posted(self) -> None:
+        with self._posted_lock:
+            posted, self._posted = self._posted, []
+        for held, result, error, trace in posted:
+            self._finished(held, result, error, trace)
+
+    def _finished(
+        self, held: Held, result: str | None, error: str | None, trace: str | None
+    ) -> None:
+        """A handler is done: free its slot and queue its outcome for storing."""
+        if held.finished:  # failed already, at the end of the grace period
+            return
+        held.finished = True
+        held.result, held.error, held.traceback = result, error, trace
+        state = self.state
+        state.running -= 1
+        state.slot_free.set()
+        if held.context.reporting:  # its last progress report first, not lost after completion
+            self._track(self._queue_after_reports(held))
+        else:
+            self.outcomes.put_nowait(held)
+
+    async def _queue_after_reports(self, held: Held) -> None:
+        try:
+            await held.context.flushed(PROGRESS_FLUSH_SECONDS)
+        finally:
+            self.outcomes.put_nowait(held)
