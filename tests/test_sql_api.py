@@ -107,6 +107,14 @@ def test_claim_order_is_priority_then_run_at_then_id(db):
     assert order == [high_early, high_late, high_last, mid, low, negative]
 
 
+def test_a_claim_of_one_takes_the_earliest_due_job_of_a_priority_whatever_its_id(db):
+    # The job due first was enqueued last: a claim cut to one job by id would miss it.
+    for n in range(3):
+        enqueue(db, payload=str(n))
+    earliest = enqueue(db, payload="3", run_at="2000-01-01T00:00:00Z")
+    assert claim_one(db).id == earliest
+
+
 def test_claim_merges_several_queues_by_priority_and_ignores_other_queues(db):
     a_low = enqueue(db, "a", "1", priority=1)
     b_high = enqueue(db, "b", "2", priority=9)
