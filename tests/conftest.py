@@ -7,6 +7,9 @@ with durability off because its data is thrown away.
 
 pytest-postgresql builds a template database once, with the migrations
 applied, and clones it for every test: each test starts from an empty queue.
+With PYQUEUE_TEST_SQL_DIR naming a folder, the template is built from that
+folder's `[0-9]*.sql` files instead, run in name order (scripts/mutate.py
+points it at a mutated copy of sql/).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -61,7 +65,22 @@ def pg_server() -> Iterator[ServerInfo]:
 def _load_schema(**params: Any) -> None:
     # The janitor passes psycopg.connect() arguments; keep the libpq ones.
     keys = ("host", "port", "user", "password", "dbname", "options")
-    pyqueue.migrate(make_conninfo(**{k: params[k] for k in keys if params.get(k)}))
+    conninfo = make_conninfo(**{k: params[k] for k in keys if params.get(k)})
+    sql_dir = os.environ.get("PYQUEUE_TEST_SQL_DIR")
+    if sql_dir:
+        _run_sql_files(conninfo, Path(sql_dir))
+    else:
+        pyqueue.migrate(conninfo)
+
+
+def _run_sql_files(conninfo: str, folder: Path) -> None:
+    """Build the schema from a folder of SQL files, as `make migration` concatenates them."""
+    files = sorted(folder.glob("[0-9]*.sql"))
+    assert files, f"PYQUEUE_TEST_SQL_DIR={folder} holds no [0-9]*.sql file"
+    with psycopg.connect(conninfo) as conn:
+        for path in files:
+            # Without parameters, one execute runs every statement of the file.
+            conn.execute(path.read_text())
 
 
 postgresql_noproc = factories.postgresql_noproc(depends_on="pg_server", load=[_load_schema])

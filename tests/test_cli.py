@@ -71,7 +71,9 @@ def test_cancel_retry_dead_and_purge(dsn, db, queue):
     (claimed_id, token) = db.execute(
         "SELECT id, lease_token FROM pyqueue.claim_batch('{emails}', 'cli-test', 1)"
     ).fetchone()
-    assert db.execute("SELECT pyqueue.fail(%s, %s, 'smtp down')", [claimed_id, token]).fetchone()
+    assert claimed_id == job_id
+    outcome = db.execute("SELECT pyqueue.fail(%s, %s, 'smtp down')", [claimed_id, token]).fetchone()
+    assert outcome == ("dead",)
     dead = run(dsn, "dead").stdout
     assert str(job_id) in dead and "smtp down" in dead
 

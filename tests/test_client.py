@@ -13,7 +13,17 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import claim, claim_one, complete, counts, expire_lease, fail, job, scalar
+from helpers import (
+    claim,
+    claim_one,
+    complete,
+    contents,
+    counts,
+    expire_lease,
+    fail,
+    job,
+    scalar,
+)
 
 import pyqueue
 from pyqueue import InvalidArgument, InvalidPayload, JobNotFound, JobStateError, Queue
@@ -73,6 +83,35 @@ def test_idempotency_keys_through_the_client(queue, db):
     assert ids[0] == first and ids[1] == ids[2] != first
     assert counts(db) == (2, 0)
     assert queue.get_job(first).payload == {"v": 1}
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["without keys", "with keys"])
+def test_enqueue_many_gives_every_job_its_options(queue, db, keyed):
+    def many(prefix, **options):
+        keys = [f"{prefix}-{n}" for n in range(2)] if keyed else None
+        return queue.enqueue_many("q", [1, 2], idempotency_keys=keys, **options)
+
+    now = scalar(db, "SELECT now()")
+    delayed = many("delayed", delay=timedelta(hours=1), priority=3, max_attempts=5)
+    at = datetime(2999, 1, 2, 3, 4, 5, tzinfo=UTC)
+    scheduled = many("scheduled", run_at=at)
+    for job_id in delayed:
+        j = queue.get_job(job_id)
+        assert j.run_at - now > timedelta(minutes=59)
+        assert (j.priority, j.max_attempts) == (3, 5)
+    assert [queue.get_job(i).run_at for i in scheduled] == [at, at]
+    assert claim(db, batch_size=10) == []
+
+
+def test_a_key_held_on_two_queues_gives_each_queue_its_own_job_through_the_client(queue, db):
+    on_a = queue.enqueue("a", {}, idempotency_key="k")
+    on_b = queue.enqueue("b", {}, idempotency_key="k")
+    assert on_a != on_b
+    assert queue.enqueue("b", {}, idempotency_key="k") == on_b
+    assert queue.enqueue("a", {}, idempotency_key="k") == on_a
+    assert queue.enqueue_many("b", [{}], idempotency_keys=["k"]) == [on_b]
+    assert queue.enqueue_many("a", [{}], idempotency_keys=["k"]) == [on_a]
+    assert counts(db) == (2, 0)
 
 
 def test_get_job_follows_the_job_through_its_states(queue, db):
@@ -429,16 +468,16 @@ def test_bad_input_raises_a_typed_error_naming_the_problem_and_writes_nothing(qu
     queue.enqueue("q", {"already": "here"})
     wrong = []
     for what, call, kind, words in BAD_CALLS:
-        before = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
+        before = contents(db)
         try:
             call(queue)
         except Exception as error:
             raised: BaseException | None = error
         else:
             raised = None
-        after = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
-        if not isinstance(raised, kind) or words not in str(raised) or before != after:
-            wrong.append(f"{what}: {type(raised).__name__} {raised}, rows {before} -> {after}")
+        wrote = contents(db) != before
+        if not isinstance(raised, kind) or words not in str(raised) or wrote:
+            wrong.append(f"{what}: {type(raised).__name__} {raised}, wrote to the tables: {wrote}")
     assert wrong == []
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from helpers import claim, counts, scalar
+from helpers import claim, counts, enqueue, scalar
 
 THREADS = 4
 
@@ -67,6 +67,17 @@ def test_concurrent_claimers_never_get_the_same_job(dsn, db):
         " FROM pyqueue.jobs"
     ).fetchone()
     assert stats == (total, 1, 1)
+
+
+def test_a_claim_skips_jobs_another_open_claim_holds_instead_of_waiting(dsn, db):
+    first, second, third = (enqueue(db, payload=str(n)) for n in range(3))
+    with psycopg.connect(dsn) as holder:  # a transaction left open: its row locks stay
+        assert [c.id for c in claim(holder)] == [first]
+        # A claim that waited for the holder's lock would raise here, not hang.
+        db.execute("SET lock_timeout = '1s'")
+        assert [c.id for c in claim(db, batch_size=3)] == [second, third]
+        holder.rollback()
+    assert [c.id for c in claim(db, batch_size=3)] == [first]
 
 
 def test_concurrent_claimers_recover_each_expired_job_once(dsn, db):

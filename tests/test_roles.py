@@ -414,6 +414,7 @@ def test_the_python_worker_runs_as_the_worker_role(db, logins):
     finally:
         worker.stop()
         thread.join(30)
+    assert not thread.is_alive(), "the worker did not stop within 30 s of stop()"
     assert not failures, failures
     assert (done.status, done.result) == ("completed", {"doubled": 42})
     assert (dead.status, dead.error) == ("dead", "refused on purpose")

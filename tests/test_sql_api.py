@@ -18,6 +18,7 @@ from helpers import (
     claim,
     claim_one,
     complete,
+    contents,
     counts,
     dead,
     enqueue,
@@ -62,6 +63,39 @@ def test_enqueue_with_delay_or_run_at_is_not_claimable_before_it_is_due(db):
     assert [c.id for c in claim(db, batch_size=10)] == [delayed]
 
 
+def _enqueue_batch_with(db, queue, payloads, keys=None, **options):
+    """pyqueue.enqueue_batch(queue, payloads, idempotency_keys => keys, <options> => ...)."""
+    named = "".join(f", {name} => %({name})s" for name in options)
+    query = (
+        "SELECT * FROM pyqueue.enqueue_batch(%(queue)s, %(payloads)s::jsonb[],"
+        f" idempotency_keys => %(keys)s::text[]{named})"
+    )
+    params = {"queue": queue, "payloads": payloads, "keys": keys, **options}
+    return [r[0] for r in db.execute(query, params)]
+
+
+# With keys and without, enqueue_batch takes two different inserts.
+@pytest.mark.parametrize("keyed", [False, True], ids=["without keys", "with keys"])
+def test_enqueue_batch_gives_every_job_its_options(db, keyed):
+    def batch(prefix, **options):
+        keys = [f"{prefix}-{n}" for n in range(2)] if keyed else None
+        return _enqueue_batch_with(db, "q", ["1", "2"], keys, **options)
+
+    delayed = batch(
+        "delayed", delay="1 hour", priority=3, max_attempts=5,
+        backoff_base="2 seconds", backoff_max="1 minute",
+    )  # fmt: skip
+    scheduled = batch("scheduled", run_at="2999-01-01T00:00:00Z")
+    now = scalar(db, "SELECT now()")
+    for job_id in delayed:
+        j = job(db, job_id)
+        assert now + timedelta(minutes=59) < j["run_at"] <= now + timedelta(hours=1)
+        assert (j["priority"], j["max_attempts"]) == (3, 5)
+        assert (j["backoff_base"], j["backoff_max"]) == (timedelta(seconds=2), timedelta(minutes=1))
+    assert [job(db, i)["run_at"].year for i in scheduled] == [2999, 2999]
+    assert claim(db, batch_size=10) == []
+
+
 def test_claim_order_is_priority_then_run_at_then_id(db):
     low = enqueue(db, payload="1", priority=0)
     high_late = enqueue(db, payload="2", priority=10)
@@ -71,6 +105,14 @@ def test_claim_order_is_priority_then_run_at_then_id(db):
     negative = enqueue(db, payload="6", priority=-3)
     order = [c.id for c in claim(db, batch_size=2)] + [c.id for c in claim(db, batch_size=10)]
     assert order == [high_early, high_late, high_last, mid, low, negative]
+
+
+def test_a_claim_of_one_takes_the_earliest_due_job_of_a_priority_whatever_its_id(db):
+    # The job due first was enqueued last: a claim cut to one job by id would miss it.
+    for n in range(3):
+        enqueue(db, payload=str(n))
+    earliest = enqueue(db, payload="3", run_at="2000-01-01T00:00:00Z")
+    assert claim_one(db).id == earliest
 
 
 def test_claim_merges_several_queues_by_priority_and_ignores_other_queues(db):
@@ -104,6 +146,24 @@ def test_claim_leases_the_job_and_counts_the_attempt(db):
     assert c.locked_until - j["started_at"] == timedelta(minutes=5)
     # A running job is not claimed twice.
     assert claim(db, batch_size=10) == []
+
+
+def test_a_new_claim_starts_without_the_progress_of_the_last_attempt(db):
+    job_id = enqueue(db)
+    held = claim_one(db)
+    # The attempt that reported progress ends by failing, then by its lease running out.
+    for end in ("failed", "lease expired"):
+        report = "SELECT pyqueue.report_progress(%s, %s, 60, 'most of it')"
+        assert scalar(db, report, [job_id, held.lease_token]) is True
+        if end == "failed":
+            assert fail(db, job_id, held.lease_token) == "pending"
+            make_due(db, job_id)
+        else:
+            expire_lease(db, job_id)
+        held = claim_one(db)
+        assert held.id == job_id
+        j = job(db, job_id)
+        assert (j["progress"], j["progress_message"]) == (None, None), end
 
 
 def test_claim_respects_batch_size(db):
@@ -436,6 +496,19 @@ def test_recover_expired_leaves_live_leases_alone_and_honours_max_jobs(db):
     assert [status(db, i) for i in ids] == ["pending", "pending", "pending", "running"]
 
 
+def test_recover_expired_takes_a_lease_only_once_it_has_run_out(dsn, db):
+    live, expired = enqueue(db, payload="1"), enqueue(db, payload="2")
+    assert len(claim(db, batch_size=2, lease="1 hour")) == 2
+    # One transaction: now() is the same instant in each of its statements, so
+    # the leases end just after and just before the instant recovery compares.
+    with psycopg.connect(dsn) as conn:
+        set_lease = "UPDATE pyqueue.jobs SET locked_until = now() + %s::interval WHERE id = %s"
+        conn.execute(set_lease, ["1 millisecond", live])
+        conn.execute(set_lease, ["-1 millisecond", expired])
+        assert scalar(conn, "SELECT pyqueue.recover_expired()") == 1
+    assert (status(db, live), status(db, expired)) == ("running", "pending")
+
+
 def test_claim_recovers_expired_leases_by_itself(db):
     job_id = enqueue(db)
     first = claim_one(db, lease="1 millisecond")
@@ -529,6 +602,12 @@ def test_a_stale_lease_token_changes_nothing_and_says_so(db, lose):
     if current is not None:  # the new holder is unaffected
         assert complete(db, job_id, current, '{"ok": true}') is True
         assert job(db, job_id)["result"] == {"ok": True}
+
+
+def test_writes_nothing_notices_an_update_that_keeps_every_count(db):
+    job_id = enqueue(db)
+    with pytest.raises(AssertionError), writes_nothing(db):
+        db.execute("UPDATE pyqueue.jobs SET priority = 5 WHERE id = %s", [job_id])
 
 
 @pytest.mark.parametrize(
@@ -757,6 +836,19 @@ def test_enqueue_with_a_known_idempotency_key_returns_the_same_job(db):
     assert enqueue(db, idempotency_key="order-2") != first
 
 
+def test_a_key_held_on_two_queues_gives_each_queue_its_own_job(db):
+    on_a = enqueue(db, "a", idempotency_key="k")
+    on_b = enqueue(db, "b", idempotency_key="k")
+    assert on_a != on_b
+    # Both queues, in both orders: a lookup that ignored the queue would find
+    # the same job for the two.
+    with writes_nothing(db):
+        assert enqueue(db, "b", idempotency_key="k") == on_b
+        assert enqueue(db, "a", idempotency_key="k") == on_a
+        assert _enqueue_batch_with(db, "b", ["1"], ["k"]) == [on_b]
+        assert _enqueue_batch_with(db, "a", ["1"], ["k"]) == [on_a]
+
+
 def test_an_idempotency_key_is_held_until_the_job_is_purged(db):
     job_id = enqueue(db, idempotency_key="k")
     c = claim_one(db)
@@ -799,6 +891,28 @@ def test_enqueue_batch_without_keys_keeps_the_payload_order(db):
     assert [job(db, i)["payload"]["n"] for i in ids] == list(range(50))
     assert {job(db, i)["priority"] for i in ids} == {2}
     assert rows(db, "SELECT * FROM pyqueue.enqueue_batch('q', '{}'::jsonb[])") == []
+
+
+# ---------------------------------------------------------------- reading
+
+
+def test_list_jobs_filters_by_status_and_queue_newest_first(db):
+    a_old, a_new, b = enqueue(db, "a", "1"), enqueue(db, "a", "2"), enqueue(db, "b", "3")
+    assert claim_one(db, "a").id == a_old
+    buried = _dead_job(db)
+
+    def listed(**filters):
+        named = ", ".join(f"{name} => %({name})s" for name in filters)
+        return [r["id"] for r in rows(db, f"SELECT id FROM pyqueue.list_jobs({named})", filters)]
+
+    assert listed() == [buried, b, a_new, a_old]
+    assert listed(status="pending") == [b, a_new]
+    assert listed(status="running") == [a_old]
+    assert listed(status="dead") == [buried]
+    assert listed(queue="a") == [a_new, a_old]
+    assert listed(status="pending", queue="a") == [a_new]
+    assert listed(status="completed") == []
+    assert listed(max_rows=2) == [buried, b]
 
 
 # ---------------------------------------------------------------- NOTIFY
@@ -1131,12 +1245,12 @@ def test_bad_input_raises_a_clear_error_and_writes_nothing(db, family):
     assert cases
     wrong = []
     for what, query, params, sqlstate, words in cases:
-        before = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
+        before = contents(db)
         error = sqlstate_of(db, query, params)
-        after = counts(db), scalar(db, "SELECT count(*) FROM pyqueue.queues")
+        wrote = contents(db) != before
         message = error.diag.message_primary or ""
-        if error.sqlstate != sqlstate or words not in message or before != after:
-            wrong.append(f"{what}: {error.sqlstate} {message!r}, rows {before} -> {after}")
+        if error.sqlstate != sqlstate or words not in message or wrote:
+            wrong.append(f"{what}: {error.sqlstate} {message!r}, wrote to the tables: {wrote}")
     assert wrong == []
 
 

@@ -174,7 +174,10 @@ def test_server_stopped_and_started_mid_run(fleets, chaos_summary):
         started = time.monotonic()
         fleet.start(3)
         deadline = time.monotonic() + DRAIN_SECONDS
-        while (done := N - unfinished(conn)) < N // 4 and time.monotonic() < deadline:
+        while (done := N - unfinished(conn)) < N // 4:
+            assert time.monotonic() < deadline, (
+                f"only {done} of {N} jobs done before the stop\n{fleet.log_tails()}"
+            )
             time.sleep(0.1)
         conn.close()
         server.stop()
@@ -281,6 +284,17 @@ def test_handler_outliving_its_lease_while_heartbeating(chaos_db, dsn, fleets, c
     tally.check(reruns_allowed=False)
 
 
+def frozen_runs(conn: psycopg.Connection[Any], held: list[int], pid: int) -> int:
+    """How many of the jobs `held` are still running in the worker process `pid`."""
+    row = conn.execute(
+        "SELECT count(*) FROM pyqueue.jobs WHERE id = ANY(%s)"
+        " AND status = 'running' AND worker LIKE %s",
+        [held, f"%:{pid}:%"],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_a_hung_worker_without_heartbeat_is_recovered(chaos_db, dsn, fleets, chaos_summary):
     # SIGSTOP freezes the whole process: handlers, heartbeats and all, as a
     # worker stuck in a blocking call or swapped out would be.
@@ -293,10 +307,11 @@ def test_a_hung_worker_without_heartbeat_is_recovered(chaos_db, dsn, fleets, cha
     # Freeze a worker in the middle of several runs (3 of its 4 slots, or
     # whatever it has after 15 s on a slow machine).
     enough_by = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    while True:
         busy = {w.pid: busy_jobs for w in workers if (busy_jobs := in_flight(chaos_db).get(w.pid))}
         if busy and (max(map(len, busy.values())) >= 3 or time.monotonic() > enough_by):
             break
+        assert time.monotonic() < deadline, "no worker started a job\n" + fleet.log_tails()
         time.sleep(0.05)
     hung = max((w for w in workers if w.pid in busy), key=lambda w: len(busy[w.pid]))
     hung.process.send_signal(signal.SIGSTOP)
@@ -305,14 +320,10 @@ def test_a_hung_worker_without_heartbeat_is_recovered(chaos_db, dsn, fleets, cha
     try:
         # Its leases run out and the jobs are taken from it (recovered to
         # pending, maybe claimed again already), with no help from it.
-        while time.monotonic() < deadline:
-            row = chaos_db.execute(
-                "SELECT count(*) FROM pyqueue.jobs WHERE id = ANY(%s)"
-                " AND status = 'running' AND worker LIKE %s",
-                [held, f"%:{hung.pid}:%"],
-            ).fetchone()
-            if row == (0,):
-                break
+        while (still_held := frozen_runs(chaos_db, held, hung.pid)) > 0:
+            assert time.monotonic() < deadline, (
+                f"the frozen worker still holds {still_held} of its {len(held)} jobs"
+            )
             time.sleep(0.1)
         recovered_after = time.monotonic() - stopped_at
     finally:
