@@ -2,6 +2,7 @@
 
 from pyqueue.client import Queue
 from pyqueue.errors import (
+    HungHandlers,
     InvalidArgument,
     InvalidPayload,
     JobNotFound,
@@ -9,13 +10,15 @@ from pyqueue.errors import (
     PyqueueError,
     SchemaError,
 )
-from pyqueue.jobs import ClaimedJob, Job
+from pyqueue.jobs import ClaimedJob, FailOutcome, Job, Schedule
 from pyqueue.schema import SCHEMA_VERSION, migrate, rollback_all
 from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
     "ClaimedJob",
+    "FailOutcome",
+    "HungHandlers",
     "InvalidArgument",
     "InvalidPayload",
     "Job",
@@ -24,6 +27,7 @@ __all__ = [
     "JobStateError",
     "PyqueueError",
     "Queue",
+    "Schedule",
     "SchemaError",
     "Worker",
     "migrate",

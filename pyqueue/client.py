@@ -19,6 +19,7 @@ import psycopg
 from pyqueue import queries
 from pyqueue.errors import InvalidPayload, translate_errors
 from pyqueue.jobs import Job
+from pyqueue.operations import Operations
 from pyqueue.pool import CallConnection, open_pool
 from pyqueue.values import check_queue_text, sql_int, to_json
 
@@ -31,6 +32,7 @@ def enqueue_with_options(
     priority: int,
     max_attempts: int | None,
     idempotency_key: str | None,
+    timeout: timedelta | None,
 ) -> tuple[str, list[Any]]:
     """The enqueue call for these options: only those given are sent, by name."""
     options: dict[str, Any] = {
@@ -38,6 +40,7 @@ def enqueue_with_options(
         "delay": delay,
         "max_attempts": sql_int("max_attempts", max_attempts),
         "idempotency_key": idempotency_key,
+        "timeout": timeout,
     }
     given = {name: value for name, value in options.items() if value is not None}
     if priority != 0:  # None too: the database refuses it, naming it
@@ -45,7 +48,7 @@ def enqueue_with_options(
     return queries.enqueue_with_options(**given), [queue, to_json(payload), *given.values()]
 
 
-class Queue:
+class Queue(Operations):
     """A client of the pyqueue schema in the database at `conninfo`."""
 
     def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
@@ -74,9 +77,13 @@ class Queue:
         priority: int = 0,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        timeout: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> int:
-        """Add a job; return its id (the existing job's, for a known idempotency key)."""
+        """Add a job; return its id (the existing job's, for a known idempotency key).
+
+        timeout bounds each run (None: the queue's); a run past it fails.
+        """
         check_queue_text(queue)
         if (
             run_at is None
@@ -84,13 +91,14 @@ class Queue:
             and priority == 0
             and max_attempts is None
             and idempotency_key is None
+            and timeout is None
         ):
             # The everyday call, a queue and a payload: a constant query, built
             # by nobody, so that the client's share of an enqueue stays small.
             query, params = queries.ENQUEUE, [queue, to_json(payload)]
         else:
             query, params = enqueue_with_options(
-                queue, payload, run_at, delay, priority, max_attempts, idempotency_key
+                queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
             )
         with self._connection(conn) as c:
             row = c.execute(query, params).fetchone()
@@ -107,6 +115,7 @@ class Queue:
         priority: int = 0,
         max_attempts: int | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
+        timeout: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
@@ -130,6 +139,7 @@ class Queue:
                     sql_int("priority", priority),
                     sql_int("max_attempts", max_attempts),
                     keys,
+                    timeout,
                 ],
             ).fetchall()
         return [int(r[0]) for r in rows]
@@ -173,37 +183,6 @@ class Queue:
             row = c.execute(queries.CANCEL, [sql_int("job_id", job_id, 64)]).fetchone()
         assert row is not None
         return bool(row[0])
-
-    def purge(self, *, older_than: timedelta | None = None, queue: str | None = None) -> int:
-        """Delete finished jobs past retention (or older_than); return how many."""
-        with self._connection(None) as c:
-            row = c.execute(queries.PURGE, [older_than, queue]).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def configure_queue(
-        self,
-        queue: str,
-        *,
-        max_attempts: int | None = None,
-        backoff_base: timedelta | None = None,
-        backoff_max: timedelta | None = None,
-        retention: timedelta | None = None,
-        max_payload_bytes: int | None = None,
-    ) -> None:
-        """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
-        with self._connection(None) as c:
-            c.execute(
-                queries.CONFIGURE_QUEUE,
-                [
-                    queue,
-                    sql_int("max_attempts", max_attempts),
-                    backoff_base,
-                    backoff_max,
-                    retention,
-                    sql_int("max_payload_bytes", max_payload_bytes),
-                ],
-            )
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
         """Block until the job has finished, or `timeout` seconds; return it as it is then.

@@ -30,6 +30,10 @@ class JobStateError(PyqueueError):
     """The job exists but is not in a state that allows the action."""
 
 
+class HungHandlers(PyqueueError):
+    """Too many handler threads still run jobs the worker has given up on: restart it."""
+
+
 class SchemaError(PyqueueError):
     """The database schema is missing or newer than this client knows."""
 

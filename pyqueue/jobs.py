@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,30 @@ class Job:
     finished_at: datetime | None
     retried_as: int | None
     finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One row of the `pyqueue.schedules` view: a cron schedule and its last tick."""
+
+    name: str
+    cron: str
+    tz: str
+    queue: str
+    payload: Any
+    priority: int
+    max_attempts: int | None
+    next_run_at: datetime
+    last_run_at: datetime | None  # the last tick fired
+    last_job_id: int | None  # the job it made
+
+
+class FailOutcome(enum.Enum):
+    """What became of a job whose failure was recorded (SQL's `fail_outcome`)."""
+
+    PENDING = "pending"  # to be retried after its backoff
+    DEAD = "dead"  # out of attempts: dead-lettered
+    LOST = "lost"  # no longer the worker's: nothing was recorded
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,13 @@ Conventions that the callers rely on:
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from psycopg import sql
 from psycopg.rows import class_row
 
-from pyqueue.jobs import Job
+from pyqueue.jobs import Job, Schedule
 
 # Channels. Enqueue notifies JOBS_CHANNEL with the queue name; complete, fail,
 # cancel and recovery notify FINISHED_CHANNEL with the comma-separated job ids.
@@ -52,25 +53,28 @@ def enqueue_with_options(**given: Any) -> str:
 
 
 # Add one job per payload in one statement: (queue, payloads as JSON text[],
-# run_at, delay, priority, max_attempts, idempotency_keys text[]).
+# run_at, delay, priority, max_attempts, idempotency_keys text[], timeout).
 # Returns one row per job, in the payloads' order: (id bigint,).
 ENQUEUE_BATCH = (
     "SELECT * FROM pyqueue.enqueue_batch(%s, %b::text[]::jsonb[],"
     " run_at => %s, delay => %s, priority => %s, max_attempts => %s,"
-    " idempotency_keys => %b::text[])"
+    " idempotency_keys => %b::text[], timeout => %s)"
 )
 
 # --- Reading jobs -----------------------------------------------------------------
 
 # The row factory for statements that return `all_jobs` rows.
 JOB_ROW = class_row(Job)
+# The columns of `all_jobs` that Job holds, named: a later schema version may add
+# columns to a view, and a client reads only those it knows.
+JOB_COLUMNS = ", ".join(field.name for field in fields(Job))
 
 # One job, live or dead-lettered: (job_id,). Returns one `all_jobs` row (read it
 # with JOB_ROW); raises no_data_found (P0002) for an unknown id.
-GET_JOB = "SELECT * FROM pyqueue.get_job(%s)"
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM pyqueue.get_job(%s)"
 
 # Jobs newest first: (status or NULL, queue or NULL, max_rows). Returns `all_jobs` rows.
-LIST_JOBS = "SELECT * FROM pyqueue.list_jobs(%s, %s, %s)"
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM pyqueue.list_jobs(%s, %s, %s)"
 
 # --- Operator actions -----------------------------------------------------------
 
@@ -86,16 +90,34 @@ CANCEL = "SELECT pyqueue.cancel(%s)"
 PURGE = "SELECT pyqueue.purge(%s, %s)"
 
 # A queue's defaults ('*': every queue's): (queue, max_attempts, backoff_base,
-# backoff_max, retention, max_payload_bytes), NULL keeping one as it is.
-# Returns one row: the effective settings.
-CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s)"
+# backoff_max, retention, max_payload_bytes, timeout, dead_retention), NULL
+# keeping one as it is. Returns one row: the effective settings.
+CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+# Create or replace a cron schedule: (name, cron, queue, payload as JSON text,
+# tz, priority, max_attempts). Returns one row: (the next tick,).
+SCHEDULE = "SELECT pyqueue.schedule(%s, %s, %s, %s::jsonb, %s, %s, %s)"
+
+# Remove a schedule: (name,). Returns one row: (false when there was none,).
+UNSCHEDULE = "SELECT pyqueue.unschedule(%s)"
+
+# Every schedule, by name. Returns rows read with SCHEDULE_ROW.
+SCHEDULES = (
+    "SELECT name, cron, tz, queue, payload, priority, max_attempts, next_run_at,"
+    " last_run_at, last_job_id FROM pyqueue.schedules ORDER BY name"
+)
+SCHEDULE_ROW = class_row(Schedule)
 
 # --- Worker -------------------------------------------------------------------------
 
 # Lease due jobs: (queues text[], worker name, how many at most, lease interval).
 # Expired leases are recovered inside the call. Returns `claimed_job` rows, each
-# read as ClaimedJob(*row) (the worker asks for them in binary).
-CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
+# read as ClaimedJob(*row) (the worker asks for them in binary), its columns
+# named so that a later schema version may add some.
+CLAIM = (
+    "SELECT id, queue, payload, attempt, max_attempts, lease_token, locked_until"
+    " FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
+)
 
 # Store results: (job ids bigint[], lease tokens uuid[], results as JSON text[]
 # or NULL for no result at all). Returns one row per job stored: (id,); a job
@@ -103,9 +125,14 @@ CLAIM = "SELECT * FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
 # Raises a data exception (class 22) when the database refuses a result.
 COMPLETE = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::text[]::jsonb[])"
 
-# Record a failure: (job_id, lease_token, error, traceback). Returns one row:
-# ('pending' retried later, 'dead' dead-lettered, or 'lost',).
-FAIL = "SELECT pyqueue.fail(%s, %s, %s, %s)"
+# Record failures, a burst in one statement: (job ids bigint[], lease tokens
+# uuid[], errors text[], tracebacks text[]). Returns one row per job, in the
+# order given: (id, outcome) where outcome is a FailOutcome's value: 'pending'
+# (retried later), 'dead' (dead-lettered) or 'lost' (no longer this worker's).
+FAIL_BATCH = (
+    "SELECT job_id, outcome::text"
+    " FROM pyqueue.fail_batch(%b::bigint[], %b::uuid[], %b::text[], %b::text[])"
+)
 
 # Extend leases: (job ids bigint[], lease tokens uuid[], lease interval).
 # Returns one row per job still held: (id,).
@@ -118,6 +145,15 @@ HAND_BACK = "SELECT * FROM pyqueue.release(%b::bigint[], %b::uuid[])"
 # Put jobs whose lease ran out back to pending, or dead-letter them.
 # Returns one row: (jobs recovered,).
 RECOVER_EXPIRED = "SELECT pyqueue.recover_expired()"
+
+# One pass of housekeeping (pyqueue.maintain), skipped when another worker's
+# pass started less than `every` ago: (every interval,). Returns one row: (what
+# it did, as a dict: ran, recovered, fired, purged, dead_purged, more; or ran
+# false and a reason,).
+MAINTAIN_EVERY = "SELECT pyqueue.maintain(every => %s)"
+
+# One pass of housekeeping now: (max_rows,). Returns one row, as MAINTAIN_EVERY.
+MAINTAIN = "SELECT pyqueue.maintain(max_rows => %s)"
 
 # Best-effort progress: (job_id, lease_token, percent, message or NULL).
 # Returns one row: (false when the job was lost,).
@@ -152,7 +188,8 @@ DEAD_LETTERS_PAGE = (
 # Jobs, live or dead, holding an idempotency key, newest first: (key, limit).
 # Returns `all_jobs` rows.
 JOBS_WITH_KEY = (
-    "SELECT * FROM pyqueue.all_jobs WHERE idempotency_key = %s ORDER BY id DESC LIMIT %s"
+    f"SELECT {JOB_COLUMNS} FROM pyqueue.all_jobs WHERE idempotency_key = %s"
+    " ORDER BY id DESC LIMIT %s"
 )
 
 # --- Schema -------------------------------------------------------------------------

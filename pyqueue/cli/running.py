@@ -31,6 +31,16 @@ def migrate(ctx: Context) -> None:
 @click.option("--queues", help="Comma-separated queues to work (default: all with handlers).")
 @click.option("--poll-interval", type=click.FloatRange(0.01), help="Seconds between polls.")
 @click.option(
+    "--maintenance-interval",
+    type=click.FloatRange(0.01),
+    help="Seconds between maintenance passes (default 10), shared by the fleet.",
+)
+@click.option(
+    "--maintenance/--no-maintenance",
+    default=True,
+    help="Run maintenance passes (default on); off leaves them to `pyqueue maintain`.",
+)
+@click.option(
     "--migrate/--no-migrate",
     "apply_migrations",
     default=False,
@@ -45,6 +55,8 @@ def worker(
     batch_size: int | None,
     queues: str | None,
     poll_interval: float | None,
+    maintenance_interval: float | None,
+    maintenance: bool,
     apply_migrations: bool,
 ) -> None:
     """Run the Worker object found at MODULE:OBJECT until SIGTERM or SIGINT."""
@@ -65,6 +77,8 @@ def worker(
         batch_size=batch_size,
         poll_interval=poll_interval,
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        maintenance_interval=maintenance_interval,
+        maintenance=maintenance,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

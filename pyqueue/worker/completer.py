@@ -15,6 +15,7 @@ import logging
 import psycopg
 
 from pyqueue import queries
+from pyqueue.jobs import FailOutcome
 from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.outcome import Held
@@ -101,23 +102,31 @@ class Completer:
         return []
 
     async def fail(self, failures: list[Held]) -> None:
-        """Record these failures: each job is retried later, dead-lettered, or found lost."""
-        for held in failures:
-            job = held.job
-            rows = await self.db.call(
-                queries.FAIL, [job.id, job.lease_token, held.error, held.traceback]
-            )
-            log_failure(held, rows[0][0])
+        """Record these failures in one statement: each job is retried later,
+        dead-lettered, or found lost."""
+        if not failures:
+            return
+        rows = await self.db.call(
+            queries.FAIL_BATCH,
+            [
+                [h.job.id for h in failures],
+                [h.job.lease_token for h in failures],
+                [h.error for h in failures],
+                [h.traceback for h in failures],
+            ],
+        )
+        for held, (_, outcome) in zip(failures, rows, strict=True):
+            log_failure(held, FailOutcome(outcome))
             self.state.forget(held)
 
 
-def log_failure(held: Held, status: str) -> None:
-    """Log a stored failure by the status SQL gave the job: pending, dead or lost."""
+def log_failure(held: Held, outcome: FailOutcome) -> None:
+    """Log a stored failure by what SQL made of the job."""
     job = held.job
-    if status == "lost":
+    if outcome is FailOutcome.LOST:
         log_lost(held, "its failure was not stored")
         return
-    fate = " and is dead-lettered" if status == "dead" else ", will be retried"
+    fate = " and is dead-lettered" if outcome is FailOutcome.DEAD else ", will be retried"
     logger.warning(
         "job %s (%s) failed on attempt %s of %s%s: %s",
         job.id,

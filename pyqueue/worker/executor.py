@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyqueue import queries
+from pyqueue.errors import HungHandlers
 from pyqueue.jobs import ClaimedJob
 from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.context import JobContext
 from pyqueue.worker.outcome import Held, encode_result, failure
 from pyqueue.worker.state import State
-from pyqueue.worker.threads import DaemonThreads
+from pyqueue.worker.threads import RETIRE, DaemonThreads
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -55,6 +56,7 @@ class Executor:
         state: State,
         outcomes: asyncio.Queue[Held],
         progress_db: Reconnecting,
+        max_abandoned: int,
     ) -> None:
         self.handlers = handlers
         self.state = state
@@ -69,6 +71,9 @@ class Executor:
         self._posted: list[Posted] = []
         self._posted_lock = threading.Lock()
         self._send_progress = self.send_progress  # bound once, not once per job
+        # Handler threads still running jobs given up on, and how many may be.
+        self.abandoned_threads = 0
+        self.max_abandoned = max_abandoned
 
     def start(self, job: ClaimedJob) -> None:
         """Run the job's handler in a free slot (the claimer claims only for free ones)."""
@@ -77,9 +82,43 @@ class Executor:
         state.held[job.id] = held
         state.running += 1
         if self.runs_async[job.queue]:
-            self._track(self._run_async(held))
+            held.task = self._track(self._run_async(held))
         else:
             self.threads.submit(held)
+
+    def abandon(self, held: Held) -> None:
+        """Stop waiting for the handler of a job the worker no longer holds.
+
+        The job timed out, was cancelled or was recovered: SQL will refuse its
+        outcome, so its slot is freed now. An async handler is cancelled. A
+        thread cannot be stopped: it is left to finish its call and end, and
+        another takes its place; past max_abandoned such threads, the worker
+        stops (HungHandlers) for its supervisor to start a fresh process.
+        """
+        if held.finished:
+            return
+        held.finished = held.abandoned = True
+        state = self.state
+        state.running -= 1
+        state.slot_free.set()
+        state.forget(held)
+        if held.task is not None:
+            held.task.cancel()
+            return
+        self.abandoned_threads += 1
+        self.threads.add()
+        if self.abandoned_threads > self.max_abandoned:
+            state.fail(
+                HungHandlers(
+                    f"{self.abandoned_threads} handler threads still run jobs the worker "
+                    f"gave up on (timed out, cancelled or recovered), more than "
+                    f"max_abandoned_threads ({self.max_abandoned}): the worker stops, "
+                    "for its supervisor to start it again"
+                )
+            )
+
+    def _thread_returned(self) -> None:
+        self.abandoned_threads -= 1
 
     async def send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
         """Store one progress report; not retried (the next report supersedes it)."""
@@ -130,10 +169,11 @@ class Executor:
         if self.tasks:
             await asyncio.wait(self.tasks)
 
-    def _track(self, coroutine: Awaitable[None]) -> None:
+    def _track(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _run_async(self, held: Held) -> None:
         handler = self.handlers[held.job.queue]
@@ -147,7 +187,7 @@ class Executor:
             return
         self._finished(held, result, None, None)
 
-    def _run_plain(self, held: Held) -> None:
+    def _run_plain(self, held: Held) -> object:
         """On a handler thread: run the handler, post its outcome to the loop."""
         handler = self.handlers[held.job.queue]
         try:
@@ -159,15 +199,19 @@ class Executor:
             )
         except BaseException as error:
             posted = (held, *failure(error))
+        if held.abandoned:  # another thread has taken this one's place
+            self._call_on_loop(self._thread_returned)
+            return RETIRE
         if held.context.reported:
             # After its progress reports, which took this same way to the loop.
             self._call_on_loop(self._finished, *posted)
-            return
+            return None
         with self._posted_lock:
             self._posted.append(posted)
             first = len(self._posted) == 1  # else _take_posted is already due
         if first:
             self._call_on_loop(self._take_posted)
+        return None
 
     def _call_on_loop(self, callback: Callable[..., object], *args: Any) -> None:
         # RuntimeError: the loop is closed, the worker stopped at once.
@@ -184,7 +228,9 @@ class Executor:
         self, held: Held, result: str | None, error: str | None, trace: str | None
     ) -> None:
         """A handler is done: free its slot and queue its outcome for storing."""
-        if held.finished:  # failed already, at the end of the grace period
+        if held.finished:  # failed already (the grace period), or abandoned
+            if held.abandoned and held.task is None:  # its thread returned as it was given up
+                self.abandoned_threads -= 1
             return
         held.finished = True
         held.result, held.error, held.traceback = result, error, trace

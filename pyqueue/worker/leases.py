@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from pyqueue import queries
 from pyqueue.worker.connection import Reconnecting
+from pyqueue.worker.outcome import Held
 from pyqueue.worker.state import State
 
 logger = logging.getLogger("pyqueue.worker")
@@ -26,10 +27,17 @@ class LeaseKeeper:
     """Heartbeats the jobs in `state.held` on `db`; recovers expired leases."""
 
     def __init__(
-        self, db: Reconnecting, state: State, *, lease: float, heartbeat_interval: float
+        self,
+        db: Reconnecting,
+        state: State,
+        *,
+        lease: float,
+        heartbeat_interval: float,
+        on_lost: Callable[[Held], None],
     ) -> None:
         self.db = db
         self.state = state
+        self.on_lost = on_lost
         self.lease = lease
         self.heartbeat_interval = heartbeat_interval
         self._lease = timedelta(seconds=lease)
@@ -42,7 +50,8 @@ class LeaseKeeper:
         )
 
     async def heartbeat(self) -> None:
-        """Extend the lease of every job held, and log the ones found lost."""
+        """Extend the lease of every job held; the ones found lost are logged and
+        handed to `on_lost` (which stops waiting for their handlers)."""
         held = self.state.held
         holding = [h for h in held.values() if not h.lost]
         if not holding:
@@ -61,12 +70,13 @@ class LeaseKeeper:
             if h.job.id not in kept and not h.finished and held.get(h.job.id):
                 h.lost = True
                 logger.warning(
-                    "job %s (%s) was lost while its handler runs (cancelled, or "
-                    "its lease expired and it was recovered): its outcome will "
-                    "not be stored",
+                    "job %s (%s) was lost while its handler runs (timed out, cancelled, "
+                    "or its lease expired and it was recovered): its outcome will not be "
+                    "stored, and the worker no longer waits for it",
                     h.job.id,
                     h.job.queue,
                 )
+                self.on_lost(h)
 
     async def recover(self) -> int:
         """Recover every expired lease (any worker's); return how many jobs."""

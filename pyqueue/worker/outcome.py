@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ class Held:
     context: JobContext
     finished: bool = False  # the handler is done; its outcome is on the way to SQL
     lost: bool = False  # a heartbeat found the lease gone (already logged)
+    abandoned: bool = False  # lost while its handler ran: its slot was freed
+    task: asyncio.Task[None] | None = None  # the handler's task, for an async handler
     result: str | None = None  # JSON text
     error: str | None = None  # None: the handler succeeded
     traceback: str | None = None

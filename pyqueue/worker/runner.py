@@ -69,8 +69,10 @@ class Worker:
     """Runs the handlers registered per queue on the jobs claimed from PostgreSQL.
 
     Defaults: 4 handlers at once, claims of at most 10 jobs, a 30 s lease
-    extended every lease/3, a poll every 5 s when no NOTIFY arrives, and 25 s
-    for running handlers to finish after SIGTERM.
+    extended every lease/3, a poll every 5 s when no NOTIFY arrives, 25 s for
+    running handlers to finish after SIGTERM, and a maintenance pass (shared by
+    the whole fleet) every 10 s; maintenance_interval=None leaves maintenance to
+    `pyqueue maintain` or the operator's own scheduler.
     """
 
     def __init__(
@@ -85,6 +87,8 @@ class Worker:
         grace_period: float = 25.0,
         queues: Sequence[str] | None = None,
         name: str | None = None,
+        maintenance_interval: float | None = 10.0,
+        max_abandoned_threads: int | None = None,
     ) -> None:
         lease = seconds("lease", lease)
         heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
@@ -104,6 +108,16 @@ class Worker:
             lease=lease,
             heartbeat_interval=heartbeat,
             grace_period=seconds("grace_period", grace_period, allow_zero=True),
+            max_abandoned_threads=positive_int(
+                "max_abandoned_threads",
+                concurrency if max_abandoned_threads is None else max_abandoned_threads,
+                10000,
+            ),
+            maintenance_interval=(
+                None
+                if maintenance_interval is None
+                else seconds("maintenance_interval", maintenance_interval)
+            ),
         )
         self.queues = queue_names(queues)
         self._name = name
@@ -143,8 +157,13 @@ class Worker:
         batch_size: int | None = None,
         poll_interval: float | None = None,
         queues: Sequence[str] | None = None,
+        maintenance_interval: float | None = None,
+        maintenance: bool = True,
     ) -> None:
-        """Override settings (the CLI's options); None leaves a setting as it is."""
+        """Override settings (the CLI's options); None leaves a setting as it is.
+
+        maintenance=False turns the worker's maintenance passes off.
+        """
         changes: dict[str, Any] = {}
         if concurrency is not None:
             changes["concurrency"] = positive_int("concurrency", concurrency, 10000)
@@ -152,6 +171,10 @@ class Worker:
             changes["batch_size"] = positive_int("batch_size", batch_size, 10000)
         if poll_interval is not None:
             changes["poll_interval"] = seconds("poll_interval", poll_interval)
+        if maintenance_interval is not None:
+            changes["maintenance_interval"] = seconds("maintenance_interval", maintenance_interval)
+        if not maintenance:
+            changes["maintenance_interval"] = None
         self.settings = dataclasses.replace(self.settings, **changes)
         if queues is not None:
             self.queues = queue_names(queues)
@@ -241,6 +264,8 @@ class Worker:
                     loop.remove_signal_handler(sig)
             self._session = self._main = None
         logger.info("worker %s stopped", self.name)
+        if session.state.failure is not None:
+            raise session.state.failure
 
     def _on_signal(self, sig: signal.Signals) -> None:
         logger.info("received %s", sig.name)

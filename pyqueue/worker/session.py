@@ -28,6 +28,7 @@ from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.executor import Executor, Handler
 from pyqueue.worker.leases import LeaseKeeper
 from pyqueue.worker.listener import Listener
+from pyqueue.worker.maintainer import Maintainer
 from pyqueue.worker.outcome import Held
 from pyqueue.worker.settings import Settings
 from pyqueue.worker.state import State, wait_any
@@ -53,7 +54,9 @@ class Session:
         self.outcome_db = Reconnecting(conninfo, f"worker {name} (outcomes)")
         self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
         outcomes: asyncio.Queue[Held] = asyncio.Queue()
-        self.executor = Executor(handlers, self.state, outcomes, self.db)
+        self.executor = Executor(
+            handlers, self.state, outcomes, self.db, settings.max_abandoned_threads
+        )
         self.completer = Completer(self.outcome_db, self.state, outcomes)
         self.claimer = Claimer(
             self.db,
@@ -70,8 +73,16 @@ class Session:
             self.state,
             lease=settings.lease,
             heartbeat_interval=settings.heartbeat_interval,
+            on_lost=self.executor.abandon,
         )
         self.listener = Listener(self.listen_db, self.state, queues, settings.poll_interval)
+        # Its own connection: a pass may take a while, and claims must not wait for it.
+        self.maintenance_db = Reconnecting(conninfo, f"worker {name} (maintenance)")
+        self.maintainer = (
+            None
+            if settings.maintenance_interval is None
+            else Maintainer(self.maintenance_db, settings.maintenance_interval)
+        )
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -83,10 +94,8 @@ class Session:
 
     async def run(self) -> None:
         # The parts that run beside the claimer for the whole run.
-        beside = [
-            asyncio.create_task(part.run())
-            for part in (self.listener, self.lease_keeper, self.completer)
-        ]
+        parts = (self.listener, self.lease_keeper, self.completer, self.maintainer)
+        beside = [asyncio.create_task(part.run()) for part in parts if part is not None]
         try:
             # LISTEN before the first claim, so no enqueue falls between the two.
             await wait_any(self.listener.listening, self.state.stopping)
@@ -98,5 +107,5 @@ class Session:
             for task in beside:
                 task.cancel()
             await asyncio.gather(*beside, return_exceptions=True)
-            for db in (self.db, self.outcome_db, self.listen_db):
+            for db in (self.db, self.outcome_db, self.listen_db, self.maintenance_db):
                 await db.close()

@@ -16,6 +16,11 @@ class Settings:
     lease: float
     heartbeat_interval: float
     grace_period: float
+    # Seconds between maintenance passes (pyqueue.maintain); None: no maintenance.
+    maintenance_interval: float | None = None
+    # Handler threads given up on (their job lost) that may still run before the
+    # worker stops for a fresh start; Worker() sets it to concurrency by default.
+    max_abandoned_threads: int = 4
 
 
 def positive_int(name: str, value: object, maximum: int) -> int:

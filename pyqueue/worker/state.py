@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
+from pyqueue.errors import PyqueueError
 from pyqueue.worker.outcome import Held
+
+logger = logging.getLogger("pyqueue.worker")
 
 
 class State:
@@ -23,7 +27,8 @@ class State:
       waiting).
     - `wake`: a job may be due, claim now (set by the listener, cleared by the
       claimer before each claim, so a NOTIFY during a claim claims again).
-    - `stopping`: claim no more (set once, by stop()).
+    - `stopping`: claim no more (set once, by stop() or fail()).
+    - `failure`: why the run must end in an error, if it must (set by fail()).
     """
 
     def __init__(self, concurrency: int) -> None:
@@ -33,6 +38,7 @@ class State:
         self.slot_free = asyncio.Event()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.failure: PyqueueError | None = None
 
     @property
     def free(self) -> int:
@@ -42,6 +48,13 @@ class State:
         """The job's outcome is stored (or given up on): it is no longer held."""
         if self.held.get(held.job.id) is held:
             del self.held[held.job.id]
+
+    def fail(self, error: PyqueueError) -> None:
+        """Stop as stop() does, and end the run with `error` once stopped."""
+        if self.failure is None:
+            self.failure = error
+            logger.error("stopping: %s", error)
+        self.stop()
 
     def stop(self) -> None:
         """Claim no more; wake whatever waits on one of these events."""

@@ -22,17 +22,27 @@ Item = TypeVar("Item")
 
 
 class DaemonThreads(Generic[Item]):
-    """`size` daemon threads calling `run(item)` for each item submitted, in order."""
+    """`size` daemon threads calling `run(item)` for each item submitted, in order.
+
+    A call that returns RETIRE ends its thread: the pool gave that thread up
+    while it was stuck in the call and started another in its place (`add`).
+    """
 
     def __init__(self, size: int, name: str, run: Callable[[Item], object]) -> None:
         self._run = run
+        self._name = name
         self._items: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
-            for i in range(1, size + 1)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads = 0
+        for _ in range(size):
+            self.add()
+
+    def add(self) -> None:
+        """One more thread."""
+        self._threads += 1
+        thread = threading.Thread(
+            target=self._serve, name=f"{self._name}-{self._threads}", daemon=True
+        )
+        thread.start()
 
     def submit(self, item: Item) -> None:
         self._items.put(item)
@@ -40,11 +50,16 @@ class DaemonThreads(Generic[Item]):
     def _serve(self) -> None:
         while (item := self._items.get()) is not None:
             try:
-                self._run(item)
+                if self._run(item) is RETIRE:
+                    return
             except BaseException:  # run handles its errors; keep the thread if not
                 logger.exception("a handler thread's call failed")
 
     def shutdown(self) -> None:
         """Let each thread end after its current call; do not wait for them."""
-        for _ in self._threads:
+        for _ in range(self._threads):
             self._items.put(None)
+
+
+# What a call returns to end its thread.
+RETIRE = object()
