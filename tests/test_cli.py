@@ -101,6 +101,11 @@ def test_cancel_retry_dead_and_purge(dsn, db, queue):
         (["job", "abc"], 2, "is not a valid integer"),
         (["worker", "no_such_module:worker"], 2, "cannot load no_such_module:worker"),
         (["worker", "json"], 2, "expected MODULE:OBJECT"),
+        (["schedule", "add", "s", "61 * * * *", "q"], 1, "invalid cron expression '61 * * * *'"),
+        (["schedule", "add", "s", "* * * * *", "q", "{"], 2, "not JSON"),
+        (["schedule", "add", "s", "@daily", "q", "--tz", "Mars/Base"], 1, "unknown time zone"),
+        (["schedule", "remove", "nothing"], 1, "no schedule named 'nothing'"),
+        (["maintain", "--max-rows", "0"], 2, "0 is not in the range"),
     ],
 )
 def test_bad_input_is_one_clear_line(dsn, args, code, message):
@@ -173,3 +178,29 @@ def test_demo_runs_every_job_to_its_end(dsn, queue):
     }
     assert len(queue.list_jobs(queue="demo.export")) == 1
     assert queue.list_jobs(queue="demo.email")[0].attempt == 3
+
+
+def test_schedule_add_list_remove(dsn, queue):
+    added = run(dsn, "schedule", "add", "nightly", "30 2 * * *", "reports", '{"kind": "full"}',
+                "--tz", "Europe/Berlin", "--priority", "2")  # fmt: skip
+    assert added.stdout.startswith("schedule nightly: next run ")
+    (found,) = queue.schedules()
+    assert (found.cron, found.tz, found.queue, found.payload, found.priority) == (
+        "30 2 * * *", "Europe/Berlin", "reports", {"kind": "full"}, 2
+    )  # fmt: skip
+    listed = run(dsn, "schedule", "list").stdout.splitlines()
+    assert listed[0].split() == ["name", "cron", "tz", "queue", "next_run_at", "last_run_at",
+                                 "last_job_id"]  # fmt: skip
+    assert listed[2].split()[:6] == ["nightly", "30", "2", "*", "*", "*"]
+    assert run(dsn, "schedule", "remove", "nightly").stdout == "schedule nightly removed\n"
+    assert queue.schedules() == []
+
+
+def test_maintain_runs_passes_until_nothing_is_left(dsn, db, queue):
+    ids = queue.enqueue_many("old", [{}, {}, {}])
+    for job_id in ids:
+        queue.cancel(job_id)
+    db.execute("UPDATE pyqueue.jobs SET finished_at = now() - interval '30 days'")
+    done = run(dsn, "maintain", "--max-rows", "2")
+    assert done.stdout == "recovered 0, fired 0, purged 3, dead purged 0\n"
+    assert db.execute("SELECT count(*) FROM pyqueue.jobs").fetchone() == (0,)
