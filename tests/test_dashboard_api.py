@@ -343,3 +343,23 @@ def test_basic_auth_is_enforced_when_given(dsn: str) -> None:
         assert http(base + "/", headers=basic("ops:wrong")).status == 401
         assert http(base + "/", headers=basic("root:correct horse")).status == 401
         assert http(base + "/", headers=basic("ops:correct horse")).status == 200
+
+
+def test_schedules_are_listed_with_their_next_and_last_runs(db: Conn, base: str) -> None:
+    assert "No schedules." in http(base + "/schedules").body
+    db.execute("SELECT pyqueue.schedule('nightly', '0 3 * * *', 'reports')")
+    db.execute("SELECT pyqueue.schedule('hourly', '@hourly', 'reports', tz => 'Asia/Tokyo')")
+    db.execute(
+        "UPDATE pyqueue.cron_schedules SET next_run_at = now() - interval '1 minute'"
+        " WHERE name = 'hourly'"
+    )
+    fired = db.execute("SELECT pyqueue.maintain()").fetchone()
+    assert fired is not None and fired[0]["fired"] == 1
+    listed = http(base + "/api/schedules").json()["schedules"]
+    assert [s["name"] for s in listed] == ["hourly", "nightly"]
+    hourly = listed[0]
+    assert (hourly["cron"], hourly["tz"], hourly["queue"]) == ("@hourly", "Asia/Tokyo", "reports")
+    assert hourly["last_job_id"] is not None and hourly["last_run_at"] is not None
+    page = http(base + "/schedules").body
+    assert "<td>nightly</td>" in page and "<code>0 3 * * *</code>" in page
+    assert f'href="/jobs/{hourly["last_job_id"]}"' in page

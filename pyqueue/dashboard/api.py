@@ -53,6 +53,10 @@ async def job(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(reads(request).job, request.path_params["job_id"]))
 
 
+async def schedules(request: Request) -> Response:
+    return JSONResponse({"schedules": await run_in_threadpool(reads(request).schedules)})
+
+
 async def dead(request: Request) -> Response:
     page = page_number(request)
     found, has_more = await run_in_threadpool(reads(request).dead_letters, page)

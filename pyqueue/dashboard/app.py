@@ -34,6 +34,7 @@ ROUTES = [
     Route("/jobs/{job_id:int}/cancel", api.cancel, methods=["POST"]),
     Route("/jobs/{job_id:int}/retry", api.retry, methods=["POST"]),
     Route("/dead", pages.dead_page),
+    Route("/schedules", pages.schedules_page),
     Route("/api/queues", api.queues),
     Route("/api/throughput", api.throughput),
     Route("/api/jobs", api.jobs),
@@ -41,6 +42,7 @@ ROUTES = [
     Route("/api/jobs/{job_id:int}/cancel", api.cancel, methods=["POST"]),
     Route("/api/jobs/{job_id:int}/retry", api.retry, methods=["POST"]),
     Route("/api/dead", api.dead),
+    Route("/api/schedules", api.schedules),
     Mount("/static", StaticFiles(packages=[("pyqueue.dashboard", "static")]), name="static"),
 ]
 

@@ -119,6 +119,11 @@ async def job_page(request: Request) -> Response:
     return render(request, "job.html", job=job)
 
 
+async def schedules_page(request: Request) -> Response:
+    schedules = await run_in_threadpool(reads(request).schedules)
+    return render(request, "schedules.html", schedules=schedules)
+
+
 async def dead_page(request: Request) -> Response:
     page = page_number(request)
     dead, has_more = await run_in_threadpool(reads(request).dead_letters, page)

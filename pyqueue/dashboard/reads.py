@@ -96,6 +96,10 @@ class Reads:
     def job(self, job_id: int) -> dict[str, Any]:
         return job_dict(self.queue.get_job(job_id))
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every cron schedule, by name, with its next tick and last run."""
+        return [{k: plain(v) for k, v in asdict(s).items()} for s in self.queue.schedules()]
+
     def jobs_with_key(self, key: str) -> list[dict[str, Any]]:
         """Jobs (live or dead) whose idempotency key is `key`, newest first."""
         with self._pool.connection() as conn:
