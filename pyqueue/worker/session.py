@@ -14,7 +14,8 @@ meet only in State and in the outcomes queue, and all run on one event loop.
 Connections: the completer has one of its own, so that storing one burst
 overlaps the next claim; the claimer, the lease keeper and progress reports
 share another (psycopg runs one statement at a time on each); the listener
-has a third.
+has a third; the maintainer, when maintenance is on, a fourth, so that a long
+pass delays no claim.
 """
 
 from __future__ import annotations
