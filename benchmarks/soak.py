@@ -7,9 +7,11 @@ producer enqueues small batches on a fixed schedule (one transaction every
 10 ms). The rate is --soak-rate, or by default a share (soak_rate_share in
 config.py) of pyqueue's one-process drain rate measured earlier in the run.
 
-pyqueue's completed jobs are purged as the queue's retention says: retention is
-set to half a window and a janitor calls pyqueue.purge() six times a window.
-The baseline deletes each job as it finishes, so it keeps no history at all.
+pyqueue's completed jobs are purged as the queue's retention says, by the
+worker alone: retention is set to half a window, and the worker's own
+maintenance passes (pyqueue.maintain, at the default interval) delete what it
+no longer keeps; nothing else purges. The baseline deletes each job as it
+finishes, so it keeps no history at all.
 
 Figures: jobs started in the last window over those in the first (a worker
 that slows down as the table churns shows here), and the job table's total
@@ -71,11 +73,6 @@ class Producer(threading.Thread):
             self.error = error
 
 
-def _every(interval: float, action: Callable[[], object], stopping: threading.Event) -> None:
-    while not stopping.wait(interval):
-        action()
-
-
 def run(
     db: BenchDatabase, config: Config, drain_rate: float | None
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -115,33 +112,22 @@ def run(
                 0.05,
                 procs.check_alive,
             )
-        janitor_stop = threading.Event()
-        with db.connect() as janitor_conn:
-            janitor = threading.Thread(
-                target=_every,
-                args=(window / 6, lambda: janitor_conn.execute("SELECT pyqueue.purge()"),
-                      janitor_stop),
-                daemon=True,
-            )  # fmt: skip
-            samples: list[dict[str, float]] = []
-            started = time.time()
+        samples: list[dict[str, float]] = []
+        started = time.time()
+        for producer in producers.values():
+            producer.start()
+        try:
+            while time.time() - started < config.soak_seconds:
+                pyqueue_procs.check_alive()
+                raw_procs.check_alive()
+                samples.append(_sample(admin, started))
+                time.sleep(min(1.0, config.soak_seconds / 20))
+        finally:
             for producer in producers.values():
-                producer.start()
-            janitor.start()
-            try:
-                while time.time() - started < config.soak_seconds:
-                    pyqueue_procs.check_alive()
-                    raw_procs.check_alive()
-                    samples.append(_sample(admin, started))
-                    time.sleep(min(1.0, config.soak_seconds / 20))
-            finally:
-                for producer in producers.values():
-                    producer.stopping.set()
-                    producer.join()
-                janitor_stop.set()
-                janitor.join()
-            ended = time.time()
-            samples.append(_sample(admin, started))
+                producer.stopping.set()
+                producer.join()
+        ended = time.time()
+        samples.append(_sample(admin, started))
         for name, producer in producers.items():
             if producer.error is not None:
                 raise RuntimeError(f"{name} producer failed: {producer.error!r}")
@@ -200,7 +186,7 @@ def run(
             Target("value", at_most=1.5),
             f"pyqueue {_mib(sizes['pyqueue']['half_way'])} -> {_mib(sizes['pyqueue']['end'])}, "
             f"raw {_mib(sizes['raw']['half_way'])} -> {_mib(sizes['raw']['end'])}; "
-            f"retention {window / 2:g} s",
+            f"retention {window / 2:g} s, purged by the worker's own maintenance",
         ),
     ]
     details = {
