@@ -104,8 +104,10 @@ def test_maintain_recovers_expired_leases(db):
 def test_one_pass_at_a_time_across_the_fleet(dsn, db):
     finish(db, "q", ago="30 days", count=2)
     with psycopg.connect(dsn) as other:
-        # Another session's pass, its transaction still open.
+        # Another session's pass, its transaction still open. A second pass
+        # must not wait for it (a lock wait here fails the test, not hangs it).
         assert other.execute("SELECT pyqueue.maintain(max_rows => 1)").fetchone()[0]["ran"]
+        db.execute("SET lock_timeout = '2s'")
         assert maintain(db) == {"ran": False, "reason": "another session is maintaining"}
         other.commit()
     assert maintain(db)["purged"] == 1
