@@ -45,7 +45,7 @@ def enqueue_with_options(
     given = {name: value for name, value in options.items() if value is not None}
     if priority != 0:  # None too: the database refuses it, naming it
         given["priority"] = sql_int("priority", priority)
-    return queries.enqueue_with_options(**given), [queue, to_json(payload), *given.values()]
+    return queries.enqueue_with_options(given), [queue, to_json(payload), *given.values()]
 
 
 class Queue(Operations):

@@ -17,8 +17,8 @@ Conventions that the callers rely on:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
-from typing import Any
 
 from psycopg import sql
 from psycopg.rows import class_row
@@ -42,14 +42,14 @@ _ENQUEUE_CALL = "SELECT pyqueue.enqueue(%s, %s::jsonb{})"
 ENQUEUE = _ENQUEUE_CALL.format("")
 
 
-def enqueue_with_options(**given: Any) -> str:
-    """ENQUEUE with the named options in `given` (run_at, delay, priority,
-    max_attempts, idempotency_key) bound after queue and payload, in that order.
+def enqueue_with_options(names: Iterable[str]) -> str:
+    """ENQUEUE taking, after queue and payload, these options by name in this order.
 
-    Only options the caller gave are sent, so the SQL function's defaults
-    apply to the others.
+    The names are enqueue's arguments (run_at, delay, priority, max_attempts,
+    idempotency_key, timeout). Only the options a caller gives are sent, so the SQL
+    function's defaults apply to the others.
     """
-    return _ENQUEUE_CALL.format("".join(f", {name} => %s" for name in given))
+    return _ENQUEUE_CALL.format("".join(f", {name} => %s" for name in names))
 
 
 # Add one job per payload in one statement: (queue, payloads as JSON text[],
