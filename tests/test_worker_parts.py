@@ -124,7 +124,7 @@ def test_the_executor_queues_each_outcome_and_frees_the_slot(dsn, db):
     async def test(conn: Reconnecting) -> list[Held]:
         shared = state()
         outcomes: asyncio.Queue[Held] = asyncio.Queue()
-        part = Executor({"ok": ok, "boom": boom}, shared, outcomes, conn)
+        part = Executor({"ok": ok, "boom": boom}, shared, outcomes, conn, max_abandoned=1)
         try:
             for claimed in jobs:
                 part.start(claimed)
@@ -151,7 +151,7 @@ def test_the_executor_fails_a_handler_still_running_after_the_grace_period(dsn, 
     async def test(conn: Reconnecting) -> Held:
         shared = state()
         outcomes: asyncio.Queue[Held] = asyncio.Queue()
-        part = Executor({"slow": slow}, shared, outcomes, conn)
+        part = Executor({"slow": slow}, shared, outcomes, conn, max_abandoned=1)
         part.start(jobs[0])
         await part.finish(grace=0.1)
         part.close()
@@ -232,16 +232,23 @@ def test_the_lease_keeper_extends_held_leases_and_marks_lost_jobs(dsn, db, caplo
     db.execute("SELECT pyqueue.cancel(%s)", [ids[1]])
     before = job(db, ids[0])["locked_until"]
 
+    given_up: list[int] = []
+
     async def test(conn: Reconnecting) -> list[bool]:
         shared = state()
         running = [held(j) for j in jobs]
         for h in running:
             h.finished = False
             shared.held[h.job.id] = h
-        await LeaseKeeper(conn, shared, lease=60, heartbeat_interval=20).heartbeat()
+        keeper = LeaseKeeper(
+            conn, shared, lease=60, heartbeat_interval=20,
+            on_lost=lambda h: given_up.append(h.job.id),
+        )  # fmt: skip
+        await keeper.heartbeat()
         return [h.lost for h in running]
 
     assert with_database(dsn, test) == [False, True]
+    assert given_up == [ids[1]]  # handed on, so that the executor stops waiting for it
     assert (job(db, ids[0])["locked_until"] - before).total_seconds() > 50
     assert f"job {ids[1]} (q) was lost while its handler runs" in caplog.text
 
@@ -252,7 +259,8 @@ def test_the_lease_keeper_recovers_expired_leases(dsn, db):
     expire_lease(db, job_id)
 
     async def test(conn: Reconnecting) -> int:
-        return await LeaseKeeper(conn, state(), lease=30, heartbeat_interval=10).recover()
+        keeper = LeaseKeeper(conn, state(), lease=30, heartbeat_interval=10, on_lost=print)
+        return await keeper.recover()
 
     assert with_database(dsn, test) == 1
     assert status(db, job_id) == "pending"
