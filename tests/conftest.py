@@ -74,7 +74,7 @@ def _load_schema(**params: Any) -> None:
 
 
 def _run_sql_files(conninfo: str, folder: Path) -> None:
-    """Build the schema from a folder of SQL files, as `make migration` concatenates them."""
+    """Build the schema from a folder of SQL files, each run whole, in name order."""
     files = sorted(folder.glob("[0-9]*.sql"))
     assert files, f"PYQUEUE_TEST_SQL_DIR={folder} holds no [0-9]*.sql file"
     with psycopg.connect(conninfo) as conn:
