@@ -13,6 +13,14 @@ from pyqueue.cli.context import Context, friendly_errors, pass_context
 from pyqueue.database import resolve
 from pyqueue.localserver import LocalServer, default_base_dir
 
+# Shared by the commands that can bring the schema up to date before they start.
+migrate_option = click.option(
+    "--migrate/--no-migrate",
+    "apply_migrations",
+    default=False,
+    help="Apply pending migrations first (always on for the private server).",
+)
+
 
 @click.command()
 @pass_context
@@ -40,12 +48,7 @@ def migrate(ctx: Context) -> None:
     default=True,
     help="Run maintenance passes (default on); off leaves them to `pyqueue maintain`.",
 )
-@click.option(
-    "--migrate/--no-migrate",
-    "apply_migrations",
-    default=False,
-    help="Apply pending migrations first (always on for the private server).",
-)
+@migrate_option
 @pass_context
 @friendly_errors
 def worker(
@@ -143,12 +146,7 @@ def server_url(ctx: click.Context) -> None:
     metavar="USER:PASSWORD",
     help="Require these basic-auth credentials.",
 )
-@click.option(
-    "--migrate/--no-migrate",
-    "apply_migrations",
-    default=False,
-    help="Apply pending migrations first (always on for the private server).",
-)
+@migrate_option
 @pass_context
 @friendly_errors
 def dashboard(
