@@ -30,6 +30,7 @@ DROP FUNCTION IF EXISTS pyqueue._cron_parse;
 DROP FUNCTION IF EXISTS pyqueue._cron_transition;
 DROP FUNCTION IF EXISTS pyqueue._fail_locked;
 DROP FUNCTION IF EXISTS pyqueue._fire_schedules;
+DROP FUNCTION IF EXISTS pyqueue._forget_ticks;
 DROP FUNCTION IF EXISTS pyqueue._in_time;
 DROP FUNCTION IF EXISTS pyqueue._purge_dead;
 DROP FUNCTION IF EXISTS pyqueue._purge_finished;

@@ -1943,8 +1943,7 @@ $$;
 -- _purge_dead(max_rows) -> integer (the number of dead letters deleted)
 -- Deletes at most max_rows dead letters, oldest first: those dead longer than
 -- their queue's dead_retention, and those replayed longer ago than its
--- retention (as purge() does). Also forgets the fired ticks of schedules kept
--- longer than the default retention, all but each schedule's last.
+-- retention (as purge() does).
 CREATE OR REPLACE FUNCTION pyqueue._purge_dead(max_rows integer) RETURNS integer
 LANGUAGE plpgsql
 AS $$
@@ -1969,10 +1968,35 @@ BEGIN
         DELETE FROM pyqueue.dead_jobs dj USING doomed WHERE dj.id = doomed.id RETURNING 1
     )
     SELECT count(*) INTO deleted FROM gone;
+    RETURN deleted;
+END;
+$$;
 
-    DELETE FROM pyqueue.schedule_runs r
-    WHERE r.fired_at < now() - (SELECT retention FROM pyqueue.queues WHERE name = '*')
-      AND r.tick < (SELECT max(l.tick) FROM pyqueue.schedule_runs l WHERE l.schedule = r.schedule);
+-- _forget_ticks(max_rows) -> integer (the number of fired ticks forgotten)
+-- Deletes at most max_rows rows of schedule_runs fired longer ago than the
+-- default retention, oldest first, but never a schedule's last tick: the
+-- schedules view shows it, and a tick's row is what keeps it from firing twice.
+CREATE OR REPLACE FUNCTION pyqueue._forget_ticks(max_rows integer) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    WITH doomed AS (
+        SELECT r.schedule, r.tick
+        FROM pyqueue.schedule_runs r
+        WHERE r.fired_at < now() - (SELECT retention FROM pyqueue.queues WHERE name = '*')
+          AND r.tick < (SELECT max(l.tick) FROM pyqueue.schedule_runs l
+                        WHERE l.schedule = r.schedule)
+        ORDER BY r.fired_at
+        LIMIT max_rows
+        FOR UPDATE OF r SKIP LOCKED
+    ), gone AS (
+        DELETE FROM pyqueue.schedule_runs r USING doomed
+        WHERE (r.schedule, r.tick) = (doomed.schedule, doomed.tick)
+        RETURNING 1
+    )
+    SELECT count(*) INTO deleted FROM gone;
     RETURN deleted;
 END;
 $$;
@@ -1986,9 +2010,11 @@ $$;
 --   purged       completed and cancelled jobs past their queue's retention
 --   dead_purged  dead letters past their queue's dead_retention
 --   more         a bound was reached: call again for the rest
--- At most max_rows jobs and max_rows dead letters are deleted a pass, so a
--- pass is a short transaction that takes no lock a claim waits for, and a
--- backlog of expired rows goes over several passes. One pass at a time
+-- A pass also forgets the fired ticks of schedules past the default retention
+-- (_forget_ticks). At most max_rows jobs, max_rows dead letters and max_rows
+-- ticks are deleted a pass, so a pass is a short transaction that takes no
+-- lock a claim waits for, and a backlog of expired rows goes over several
+-- passes. One pass at a time
 -- across the fleet: a call that finds another running is skipped. With
 -- `every`, a call is also skipped when the last pass started less than `every`
 -- ago, so that workers that each call it every `every` make one pass per
@@ -2007,6 +2033,7 @@ DECLARE
     fired       integer;
     purged      integer;
     dead_purged integer;
+    forgotten   integer;
     result      jsonb;
 BEGIN
     PERFORM _check_interval('every', every, allow_zero => true);
@@ -2028,11 +2055,12 @@ BEGIN
     fired := _fire_schedules(1000);
     purged := _purge_finished(max_rows);
     dead_purged := _purge_dead(max_rows);
+    forgotten := _forget_ticks(max_rows);
     result := jsonb_build_object(
         'ran', true, 'recovered', recovered, 'fired', fired, 'purged', purged,
         'dead_purged', dead_purged,
         'more', recovered >= 1000 OR fired >= 1000 OR purged >= max_rows
-                OR dead_purged >= max_rows);
+                OR dead_purged >= max_rows OR forgotten >= max_rows);
     UPDATE maintenance SET last_run_at = now(), last_result = result;
     RETURN result;
 END;

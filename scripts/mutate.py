@@ -294,6 +294,13 @@ MUTATIONS = [
         "maintenance keeps dead letters past their dead_retention",
     ),
     Mutation(
+        "forget-last-tick", "_forget_ticks", "67_maintain.sql",
+        "          AND r.tick < (SELECT max(l.tick) FROM pyqueue.schedule_runs l\n"
+        "                        WHERE l.schedule = r.schedule)\n",
+        "",
+        "maintenance forgets a schedule's last tick too",
+    ),
+    Mutation(
         "schedule-replace-skips-tick", "schedule", "65_schedules.sql",
         "CASE WHEN (s.cron, s.tz) = (excluded.cron, excluded.tz) THEN s.next_run_at\n"
         "                            ELSE excluded.next_run_at END,",

@@ -132,3 +132,19 @@ def test_bad_input_is_refused_by_name_and_nothing_is_scheduled(db, options, mess
     assert error.sqlstate == "22023"
     assert message in error.diag.message_primary
     assert rows(db, "SELECT * FROM pyqueue.schedules") == []
+
+
+def test_maintenance_forgets_old_ticks_but_each_schedules_last(db):
+    schedule(db)
+    for ago in ("3 minutes", "2 minutes", "1 minute"):
+        due(db, "every-minute", ago)
+        assert fire(db) == 1
+    ticks = [r["tick"] for r in rows(db, "SELECT tick FROM pyqueue.schedule_runs ORDER BY tick")]
+    assert len(ticks) == 3
+    # Fired longer ago than the default retention (7 days), all three of them.
+    db.execute("UPDATE pyqueue.schedule_runs SET fired_at = now() - interval '8 days'")
+    scalar(db, "SELECT pyqueue.maintain()")
+    kept = [r["tick"] for r in rows(db, "SELECT tick FROM pyqueue.schedule_runs")]
+    assert kept == [ticks[-1]]
+    shown = row(db, "SELECT last_run_at FROM pyqueue.schedules")
+    assert shown["last_run_at"] == ticks[-1]
