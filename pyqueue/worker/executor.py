@@ -117,9 +117,6 @@ class Executor:
                 )
             )
 
-    def _thread_returned(self) -> None:
-        self.abandoned_threads -= 1
-
     async def send_progress(self, job: ClaimedJob, pct: int, message: str | None) -> None:
         """Store one progress report; not retried (the next report supersedes it)."""
         text = None if message is None else sql_text(message)
@@ -200,7 +197,7 @@ class Executor:
         except BaseException as error:
             posted = (held, *failure(error))
         if held.abandoned:  # another thread has taken this one's place
-            self._call_on_loop(self._thread_returned)
+            self._call_on_loop(self._finished, *posted)
             return RETIRE
         if held.context.reported:
             # After its progress reports, which took this same way to the loop.
@@ -229,7 +226,7 @@ class Executor:
     ) -> None:
         """A handler is done: free its slot and queue its outcome for storing."""
         if held.finished:  # failed already (the grace period), or abandoned
-            if held.abandoned and held.task is None:  # its thread returned as it was given up
+            if held.abandoned and held.task is None:  # an abandoned thread's call returned
                 self.abandoned_threads -= 1
             return
         held.finished = True
