@@ -15,8 +15,8 @@ from pyqueue.jobs import Job
 
 STATUS_COLUMNS = ["queue", "pending", "due", "retrying", "running", "completed", "cancelled",
                   "dead", "oldest_due_age"]  # fmt: skip
-JOB_COLUMNS = ["id", "queue", "status", "attempt", "max_attempts", "run_at", "error"]
-DEAD_COLUMNS = [*JOB_COLUMNS[:2], "attempt", "error", "retried_as"]
+JOB_COLUMNS = ["id", "queue", "status", "attempt", "max_attempts", "run_at", "error", "actions"]
+DEAD_COLUMNS = [*JOB_COLUMNS[:2], "attempt", "error", "retried_as", "actions"]
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -44,6 +44,7 @@ def job_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
             **{c: getattr(j, c) for c in JOB_COLUMNS},
             "run_at": j.run_at.strftime("%Y-%m-%d %H:%M:%S") if j.run_at else None,
             "error": first_line(j.error)[:60] if j.error else None,
+            "actions": ",".join(j.actions),
         }
         for j in jobs
     ]

@@ -13,9 +13,11 @@ from typing import Any
 class Job:
     """One row of the `pyqueue.all_jobs` view: a job, live or dead-lettered.
 
-    status is one of pending, running, completed, cancelled, dead; a retry
-    waiting for its turn is pending with `error` set. `finished` is true once
-    the job will not run again.
+    status is one of pending, running, completed, cancelled, dead (the
+    `pyqueue.job_statuses` view says what each means); a retry waiting for its
+    turn is pending with `error` set. `finished` is true once the job will not
+    run again. `actions` are what an operator may do to it now ('cancel',
+    'retry'), as SQL's `job_actions()` says.
     """
 
     id: int
@@ -40,6 +42,7 @@ class Job:
     finished_at: datetime | None
     retried_as: int | None
     finished: bool
+    actions: list[str]
 
 
 @dataclass(frozen=True, slots=True)

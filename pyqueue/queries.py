@@ -66,8 +66,12 @@ ENQUEUE_BATCH = (
 # The row factory for statements that return `all_jobs` rows.
 JOB_ROW = class_row(Job)
 # The columns of `all_jobs` that Job holds, named: a later schema version may add
-# columns to a view, and a client reads only those it knows.
-JOB_COLUMNS = ", ".join(field.name for field in fields(Job))
+# columns to a view, and a client reads only those it knows. `actions` is what
+# SQL's job_actions() allows on the job, so no reader decides that again.
+JOB_COLUMNS = ", ".join(
+    "pyqueue.job_actions(status, retried_as) AS actions" if field.name == "actions" else field.name
+    for field in fields(Job)
+)
 
 # One job, live or dead-lettered: (job_id,). Returns one `all_jobs` row (read it
 # with JOB_ROW); raises no_data_found (P0002) for an unknown id.
@@ -161,6 +165,10 @@ REPORT_PROGRESS = "SELECT pyqueue.report_progress(%s, %s, %s, %s)"
 
 # --- Monitoring views -------------------------------------------------------------
 
+# The words for a job's status, in lifecycle order: status, finished, meaning.
+# Read as dict rows; readers show these instead of words of their own.
+JOB_STATUSES = "SELECT status, finished, meaning FROM pyqueue.job_statuses ORDER BY position"
+
 # Per queue: queue, pending, due, retrying, running, completed, cancelled, dead,
 # oldest_due_age (interval). Read as dict rows.
 QUEUE_STATS = "SELECT * FROM pyqueue.queue_stats"
@@ -178,10 +186,11 @@ THROUGHPUT_LAST_HOUR = (
 )
 
 # A page of dead letters, newest first: (limit, offset). Returns id, queue,
-# attempt, max_attempts, error, created_at, dead_at, retried_as, retried_at.
+# attempt, max_attempts, error, created_at, dead_at, retried_as, retried_at,
+# actions (job_actions(): 'retry' until it is replayed).
 DEAD_LETTERS_PAGE = (
     "SELECT id, queue, attempt, max_attempts, error, created_at, dead_at,"
-    "       retried_as, retried_at"
+    "       retried_as, retried_at, pyqueue.job_actions('dead', retried_as) AS actions"
     " FROM pyqueue.dead_letters LIMIT %s OFFSET %s"
 )
 

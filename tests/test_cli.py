@@ -44,6 +44,7 @@ def test_enqueue_then_inspect(dsn):
 
     shown = run(dsn, "job", str(job_id)).stdout
     assert "status: pending" in shown
+    assert "actions: cancel" in shown  # as job_actions() says, not decided here
     assert '"to": "ada@example.com"' in shown
 
     listed = run(dsn, "jobs", "--status", "pending", "--queue", "emails.send").stdout
@@ -76,12 +77,15 @@ def test_cancel_retry_dead_and_purge(dsn, db, queue):
     assert outcome == ("dead",)
     dead = run(dsn, "dead").stdout
     assert str(job_id) in dead and "smtp down" in dead
+    [dead_row] = [line.split() for line in dead.splitlines() if line.startswith(str(job_id))]
+    assert dead_row[-1] == "retry"
 
     new_id = int(run(dsn, "retry", str(job_id)).stdout)
     assert queue.get_job(new_id).status == "pending"
 
     assert f"job {new_id} cancelled" in run(dsn, "cancel", str(new_id)).stdout
     assert "already finished (cancelled)" in run(dsn, "cancel", str(new_id)).stdout
+    assert "actions: none" in run(dsn, "job", str(new_id)).stdout
     # The cancelled replay and the dead letter it replaced are both past retention 0.
     assert "purged 2 job(s)" in run(dsn, "purge", "--older-than", "0").stdout
     assert "(none)" in run(dsn, "dead").stdout

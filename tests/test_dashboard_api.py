@@ -155,14 +155,15 @@ def test_queue_stats_and_throughput_count_what_ran(db: Conn, base: str) -> None:
     assert sum(m["failed"] for m in only_reports) == 1
 
 
-def test_a_job_reads_as_a_person_would_say_it(db: Conn, base: str) -> None:
+def test_a_job_shows_the_status_and_actions_that_sql_gives(db: Conn, base: str) -> None:
     queued = enqueue(db, "exports", {"n": 1})
-    assert http(f"{base}/api/jobs/{queued}").json()["state"] == "queued"
+    job = http(f"{base}/api/jobs/{queued}").json()
+    assert (job["status"], job["actions"]) == ("pending", ["cancel"])
 
     [(running, token)] = claim(db, "exports")
     db.execute("SELECT pyqueue.report_progress(%s, %s, 40, 'page 4 of 10')", [running, token])
     job = http(f"{base}/api/jobs/{running}").json()
-    assert (job["state"], job["progress"], job["progress_message"]) == (
+    assert (job["status"], job["progress"], job["progress_message"]) == (
         "running",
         40,
         "page 4 of 10",
@@ -170,17 +171,18 @@ def test_a_job_reads_as_a_person_would_say_it(db: Conn, base: str) -> None:
 
     db.execute("SELECT pyqueue.complete(%s, %s, '{\"rows\": 12}')", [running, token])
     job = http(f"{base}/api/jobs/{running}").json()
-    assert (job["state"], job["result"], job["finished"]) == ("done", {"rows": 12}, True)
+    assert (job["status"], job["result"], job["finished"]) == ("completed", {"rows": 12}, True)
+    assert job["actions"] == []
 
     dead = bury(db, "exports", {"n": 2}, error="KeyError: 'email'")
     job = http(f"{base}/api/jobs/{dead}").json()
-    assert job["state"] == "failed"
+    assert (job["status"], job["actions"]) == ("dead", ["retry"])
     assert job["error"] == "KeyError: 'email'"
     assert "Traceback" in job["traceback"]
 
     cancelled = enqueue(db, "exports", {"n": 3})
     db.execute("SELECT pyqueue.cancel(%s)", [cancelled])
-    assert http(f"{base}/api/jobs/{cancelled}").json()["state"] == "cancelled"
+    assert http(f"{base}/api/jobs/{cancelled}").json()["status"] == "cancelled"
 
 
 def test_unknown_job_is_404_with_the_reason(base: str) -> None:
@@ -265,7 +267,7 @@ def test_cancel_needs_the_csrf_token_and_a_same_origin_request(db: Conn, base: s
     same_site = http(url, method="POST", data={"csrf_token": token}, headers={"Origin": base})
     assert same_site.status == 303
     assert same_site.headers["location"].endswith(f"/jobs/{job_id}")
-    assert http(f"{base}/api/jobs/{job_id}").json()["state"] == "cancelled"
+    assert http(f"{base}/api/jobs/{job_id}").json()["status"] == "cancelled"
     assert http(url, method="GET").status == 405
 
 
@@ -275,8 +277,9 @@ def test_retry_and_cancel_through_the_api(db: Conn, base: str) -> None:
     replay = http(f"{base}/api/jobs/{dead}/retry", method="POST", headers=headers)
     assert replay.status == 200
     new_job = replay.json()["new_job"]
-    assert http(f"{base}/api/jobs/{new_job}").json()["state"] == "queued"
-    assert http(f"{base}/api/jobs/{dead}").json()["retried_as"] == new_job
+    assert http(f"{base}/api/jobs/{new_job}").json()["status"] == "pending"
+    replayed = http(f"{base}/api/jobs/{dead}").json()
+    assert (replayed["retried_as"], replayed["actions"]) == (new_job, [])
 
     not_dead = http(f"{base}/api/jobs/{new_job}/retry", method="POST", headers=headers)
     assert not_dead.status == 409

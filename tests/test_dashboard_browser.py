@@ -103,7 +103,7 @@ def test_overview_follows_jobs_as_they_run(db: Conn, page: Page) -> None:
     enqueue(db, "emails", {"to": "later@example.com"})
     bury(db, "reports", {"report": "monthly"})
 
-    # queue, queued, due, retrying, running, done, cancelled, dead, oldest due
+    # queue, pending, due, retrying, running, completed, cancelled, dead, oldest due
     expect(page.locator("#queues tbody tr")).to_have_count(2)
     emails = queue_row(page, "emails")
     assert emails[:8] == ["emails", "2", "2", "0", "0", "5", "0", "0"]
@@ -135,11 +135,11 @@ def test_retry_of_a_dead_job_creates_a_job_that_completes(db: Conn, page: Page) 
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     new_job = int(page.url.rsplit("/", 1)[1])
     assert new_job != dead
-    expect(page.locator("#state")).to_have_text("queued")
+    expect(page.locator("#state")).to_have_text("pending")
     assert status_of(db, new_job) == "pending"
 
     assert complete_all(db, "imports", {"imported": 1250}) == [new_job]
-    expect(page.locator("#state")).to_have_text("done")  # no reload: the page polls
+    expect(page.locator("#state")).to_have_text("completed")  # no reload: the page polls
     expect(page.locator("#result pre")).to_contain_text('"imported": 1250')
     screenshot(page, "job-done")
 
@@ -147,13 +147,13 @@ def test_retry_of_a_dead_job_creates_a_job_that_completes(db: Conn, page: Page) 
     expect(page.locator("#dead tbody tr").first).to_contain_text(f"replayed as #{new_job}")
 
 
-def test_cancel_cancels_a_queued_job(db: Conn, page: Page) -> None:
+def test_cancel_cancels_a_pending_job(db: Conn, page: Page) -> None:
     job_id = enqueue(db, "emails", {"to": "someone@example.com"}, idempotency_key="welcome-42")
     page.goto("/jobs?q=welcome-42")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
     screenshot(page, "jobs")
     page.get_by_role("link", name=f"#{job_id}").click()
-    expect(page.locator("#state")).to_have_text("queued")
+    expect(page.locator("#state")).to_have_text("pending")
 
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator("#state")).to_have_text("cancelled")

@@ -70,7 +70,7 @@ def status(ctx: Context, watch: bool, interval: float) -> None:
 
 
 @click.command()
-@click.option("--status", "status_", help="pending, running, completed, cancelled or dead.")
+@click.option("--status", "status_", help="A status of the pyqueue.job_statuses view.")
 @click.option("--queue", "queue_name", help="Only this queue.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
 @pass_context
@@ -96,6 +96,8 @@ def job(ctx: Context, job_id: int) -> None:
             continue
         if field in ("payload", "result"):
             value = json.dumps(value)
+        elif field == "actions":
+            value = ", ".join(value) or "none"
         text = str(value)
         if "\n" in text:
             click.echo(f"{field}:")

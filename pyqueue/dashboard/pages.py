@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from pyqueue.dashboard.reads import STATE_WORDS, STATUSES, Reads
+from pyqueue.dashboard.reads import Reads
 from pyqueue.dashboard.security import CSRF_FIELD
 from pyqueue.errors import InvalidArgument, JobNotFound, first_line
 
@@ -51,7 +51,6 @@ def templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(when=when, age=age, first_line=first_line, pretty=pretty)
-    env.globals.update(STATE_WORDS=STATE_WORDS, STATUSES=STATUSES)
     return Jinja2Templates(env=env)
 
 
@@ -109,6 +108,7 @@ async def job_list(request: Request) -> Response:
         status=status or "",
         search=search,
         queues=[row["queue"] for row in await run_in_threadpool(db.queue_stats)],
+        statuses=await run_in_threadpool(db.statuses),
         api_url="/api/jobs?" + urlencode(api_query),
         page_url=lambda n: "/jobs?" + urlencode({**api_query, "page": n}),
     )

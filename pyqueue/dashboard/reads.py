@@ -20,15 +20,6 @@ from pyqueue import queries
 from pyqueue.client import Queue
 from pyqueue.jobs import Job
 
-# The words a person reads for each status of the all_jobs view.
-STATE_WORDS = {
-    "pending": "queued",
-    "running": "running",
-    "completed": "done",
-    "cancelled": "cancelled",
-    "dead": "failed",
-}
-STATUSES = tuple(STATE_WORDS)
 PAGE_SIZE = 50
 # list_jobs takes at most this many rows; pages past it are out of reach.
 MAX_LISTED = 100_000
@@ -44,9 +35,8 @@ def plain(value: Any) -> Any:
 
 
 def job_dict(job: Job) -> dict[str, Any]:
-    """A job for the API and pages: every column, plus `state`, the status in words."""
-    fields = {name: plain(value) for name, value in asdict(job).items()}
-    return {**fields, "state": STATE_WORDS.get(job.status, job.status)}
+    """A job for the API and pages: every column, its status and actions as SQL gives them."""
+    return {name: plain(value) for name, value in asdict(job).items()}
 
 
 class Reads:
@@ -66,6 +56,10 @@ class Reads:
         with self._pool.connection() as conn:
             rows = conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
         return [{k: plain(v) for k, v in row.items()} for row in rows]
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """The job_statuses view: each status in lifecycle order, with its meaning."""
+        return self._rows(queries.JOB_STATUSES, [])
 
     def queue_stats(self) -> list[dict[str, Any]]:
         return self._rows(queries.QUEUE_STATS, [])

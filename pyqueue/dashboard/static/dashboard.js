@@ -31,7 +31,7 @@ function age(seconds) {
 }
 
 function badge(job) {
-  return el("span", { class: `badge badge-${job.status}` }, job.state);
+  return el("span", { class: `badge badge-${job.status}` }, job.status);
 }
 
 function csrfForm(action, label) {
@@ -144,7 +144,7 @@ function renderJobs(data) {
 function renderJob(job) {
   const state = document.getElementById("state");
   state.className = `badge big badge-${job.status}`;
-  state.textContent = job.state;
+  state.textContent = job.status;
   for (const node of document.querySelectorAll("[data-field]")) {
     const value = job[node.dataset.field];
     if (node.dataset.kind === "time") node.textContent = when(value);
@@ -154,8 +154,8 @@ function renderJob(job) {
   }
   document.querySelector("#progress progress").value = job.progress || 0;
   document.getElementById("progress").hidden = job.status !== "running";
-  document.getElementById("cancel").hidden = !["pending", "running"].includes(job.status);
-  document.getElementById("retry").hidden = job.status !== "dead" || job.retried_as !== null;
+  document.getElementById("cancel").hidden = !job.actions.includes("cancel");
+  document.getElementById("retry").hidden = !job.actions.includes("retry");
   document.getElementById("retried").hidden = job.retried_as === null;
   document.querySelector('#retried a').href = `/jobs/${job.retried_as}`;
   document.querySelector('#retried a').textContent = `#${job.retried_as}`;
@@ -172,9 +172,9 @@ function renderDead(data) {
       el("td", { class: "num" }, `${job.attempt} / ${job.max_attempts}`),
       el("td", {}, when(job.dead_at)),
       el("td", { class: "note" }, firstLine(job.error)),
-      el("td", { class: "act" }, job.retried_as
-        ? el("a", { href: `/jobs/${job.retried_as}` }, `replayed as #${job.retried_as}`)
-        : csrfForm(`/jobs/${job.id}/retry`, "Retry"))));
+      el("td", { class: "act" }, job.actions.includes("retry")
+        ? csrfForm(`/jobs/${job.id}/retry`, "Retry")
+        : el("a", { href: `/jobs/${job.retried_as}` }, `replayed as #${job.retried_as}`))));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
