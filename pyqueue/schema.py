@@ -43,7 +43,7 @@ class Compatibility:
     oldest_client_version: int
 
 
-def data_dir(name: str) -> Path:
+def shipped_folder(name: str) -> Path:
     """The folder `sql` or `migrations`, from the wheel or from the checkout."""
     package = Path(__file__).resolve().parent
     for candidate in (package / "_data" / name, package.parent / name):
@@ -71,7 +71,7 @@ def yoyo_url(conninfo: str) -> str:
 
 def migrations(*extra_dirs: Path) -> MigrationList:
     """pyqueue's migrations, oldest first, then those of `extra_dirs` (for tests)."""
-    return read_migrations(str(data_dir("migrations")), *map(str, extra_dirs))
+    return read_migrations(str(shipped_folder("migrations")), *map(str, extra_dirs))
 
 
 def check_server(conn: psycopg.Connection[Any]) -> None:

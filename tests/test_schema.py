@@ -135,7 +135,7 @@ def test_the_wheel_carries_sql_and_migrations_and_migrates_from_anywhere(tmp_pat
     script = (
         "import sys, pyqueue, pyqueue.schema as s\n"
         "print(pyqueue.__file__)\n"
-        "print(s.data_dir('migrations'))\n"
+        "print(s.shipped_folder('migrations'))\n"
         "print(pyqueue.migrate(sys.argv[1]))\n"
     )
     elsewhere = tmp_path / "elsewhere"
