@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,10 +61,14 @@ def status(conn: Conn, job_id: int) -> str:
 
 
 def enqueue(conn: Conn, queue: str = "q", payload: Any = "{}", **options: Any) -> int:
-    """pyqueue.enqueue(queue, payload::jsonb, <options> => ...) by named arguments."""
+    """pyqueue.enqueue(queue, payload::jsonb, <options> => ...) by named arguments.
+
+    payload is JSON text; any other value is encoded as JSON first.
+    """
+    text = payload if isinstance(payload, str) or payload is None else json.dumps(payload)
     named = "".join(f", {name} => %({name})s" for name in options)
     query = f"SELECT pyqueue.enqueue(%(queue)s, %(payload)s::jsonb{named})"
-    return int(scalar(conn, query, {"queue": queue, "payload": payload, **options}))
+    return int(scalar(conn, query, {"queue": queue, "payload": text, **options}))
 
 
 # What claim_batch returns, as the Python driver types it.
@@ -142,6 +148,26 @@ def writes_nothing(conn: Conn) -> Iterator[None]:
     before = contents(conn)
     yield
     assert contents(conn) == before
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    timeout: float = 15.0,
+    what: str = "",
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `condition` until it is true and return its value; fail at the deadline.
+
+    explain, when given, adds what to read on failure (a worker's log, say).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    detail = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}{detail}")
 
 
 def psql_conninfo(dsn: str) -> str:

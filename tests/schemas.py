@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from helpers import psql_conninfo, with_dbname
+
+from tests.helpers import psql_conninfo, with_dbname
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = ROOT / "migrations" / "history.toml"

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from helpers import claim, enqueue, scalar
+
+from tests.helpers import claim, enqueue, scalar
 
 COMPLETED = 100_000
 PENDING_LATER = 25_000

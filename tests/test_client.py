@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import (
+
+import pyqueue
+from pyqueue import InvalidArgument, InvalidPayload, JobNotFound, JobStateError, Queue
+from tests.helpers import (
     claim,
     claim_one,
     complete,
@@ -24,9 +27,6 @@ from helpers import (
     job,
     scalar,
 )
-
-import pyqueue
-from pyqueue import InvalidArgument, InvalidPayload, JobNotFound, JobStateError, Queue
 
 
 def _dead(queue: Queue, db, payload=None) -> int:

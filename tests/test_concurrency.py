@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from helpers import claim, counts, enqueue, scalar
+
+from tests.helpers import claim, counts, enqueue, scalar
 
 THREADS = 4
 

@@ -28,9 +28,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from cronsim import CronSim, CronSimError
-from helpers import scalar, sqlstate_of
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from tests.helpers import scalar, sqlstate_of
 
 CRON_SQL = Path(__file__).resolve().parent.parent / "sql" / "15_cron.sql"
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from pyqueue.cli import main
 from pyqueue.dashboard import Credentials, check_bind, credentials, serve_in_background
 from pyqueue.errors import InvalidArgument
+from tests.helpers import claim, claim_one, complete, enqueue
 
 Conn = psycopg.Connection[Any]
 
@@ -30,43 +31,21 @@ Conn = psycopg.Connection[Any]
 # Moving jobs through the SQL API ---------------------------------------------
 
 
-def enqueue(db: Conn, queue: str, payload: Any, **options: Any) -> int:
-    named = "".join(f", {name} => %({name})s" for name in options)
-    row = db.execute(
-        f"SELECT pyqueue.enqueue(%(queue)s, %(payload)s::jsonb{named})",
-        {"queue": queue, "payload": json.dumps(payload), **options},
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def claim(db: Conn, queue: str, count: int = 1) -> list[tuple[int, Any]]:
-    """Lease up to `count` due jobs of `queue`; (id, lease token) pairs."""
-    return [
-        (r[0], r[1])
-        for r in db.execute(
-            "SELECT id, lease_token FROM pyqueue.claim_batch(ARRAY[%s], 'test-worker', %s)",
-            [queue, count],
-        ).fetchall()
-    ]
-
-
 def complete_all(db: Conn, queue: str, result: Any = None) -> list[int]:
     """Claim and complete every due job of `queue`; their ids."""
     done = []
-    for job_id, token in claim(db, queue, 1000):
-        db.execute(
-            "SELECT pyqueue.complete(%s, %s, %s::jsonb)", [job_id, token, json.dumps(result)]
-        )
-        done.append(job_id)
+    for job in claim(db, queue, 1000):
+        assert complete(db, job.id, job.lease_token, json.dumps(result))
+        done.append(job.id)
     return done
 
 
 def bury(db: Conn, queue: str, payload: Any, error: str = "ValueError: bad row 7") -> int:
     """A job of `queue` that failed its only attempt: a dead letter; its id."""
     job_id = enqueue(db, queue, payload, max_attempts=1)
-    [(claimed, token)] = claim(db, queue)
-    assert claimed == job_id
+    claimed = claim_one(db, queue)
+    assert claimed.id == job_id
+    token = claimed.lease_token
     traceback = f'Traceback (most recent call last):\n  File "app.py", line 3\n{error}'
     db.execute("SELECT pyqueue.fail(%s, %s, %s, %s)", [job_id, token, error, traceback])
     return job_id
@@ -160,7 +139,8 @@ def test_a_job_shows_the_status_and_actions_that_sql_gives(db: Conn, base: str) 
     job = http(f"{base}/api/jobs/{queued}").json()
     assert (job["status"], job["actions"]) == ("pending", ["cancel"])
 
-    [(running, token)] = claim(db, "exports")
+    claimed = claim_one(db, "exports")
+    running, token = claimed.id, claimed.lease_token
     db.execute("SELECT pyqueue.report_progress(%s, %s, 40, 'page 4 of 10')", [running, token])
     job = http(f"{base}/api/jobs/{running}").json()
     assert (job["status"], job["progress"], job["progress_message"]) == (

@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import scalar
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from psycopg import errors, sql
@@ -27,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 import pyqueue
 from pyqueue.values import to_json
+from tests.helpers import scalar
 
 # The database is shared by the examples of one test: a fresh one per example
 # would cost a second each. Every example leaves it in working order anyway.

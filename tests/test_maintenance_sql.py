@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import claim_one, complete, counts, enqueue, expire_lease, fail, scalar, sqlstate_of
+
+from tests.helpers import (
+    claim_one,
+    complete,
+    counts,
+    enqueue,
+    expire_lease,
+    fail,
+    scalar,
+    sqlstate_of,
+)
 
 
 def maintain(db, query: str = "SELECT pyqueue.maintain()", params=None) -> dict:

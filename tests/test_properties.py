@@ -10,11 +10,11 @@ import re
 from datetime import timedelta
 
 import psycopg
-from helpers import claim, claim_one, counts, enqueue, scalar
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import pyqueue
+from tests.helpers import claim, claim_one, counts, enqueue, scalar
 
 db_settings = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],

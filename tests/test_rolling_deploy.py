@@ -10,18 +10,16 @@ client (see tests/workers_for_tests.py).
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import scalar
-from schemas import new_database
 
 import pyqueue
 from pyqueue import schema
+from tests.helpers import scalar, wait_until
+from tests.schemas import new_database
 from tests.test_worker_processes import WorkerProcess, runs_per_job
 from tests.workers_for_tests import LEDGER_DDL
 
@@ -109,14 +107,6 @@ def start_worker(dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
 TOMORROWS_CLIENT = f"{TOMORROW}:{TODAY}"
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout} s")
-        time.sleep(0.05)
-
-
 ENDED_BY = "SELECT count(DISTINCT job_id) FROM ledger WHERE event = 'end' AND pid = ANY(%s)"
 ENQUEUE_MANY = "SELECT count(pyqueue.enqueue('ledger', %s)) FROM generate_series(1, %s)"
 COMPLETED = "SELECT count(*) FROM pyqueue.jobs WHERE status = 'completed'"
@@ -135,12 +125,14 @@ def test_a_rolling_deploy_loses_nothing_and_runs_nothing_twice(dsn, db, tmp_path
     # Today's fleet drains the queue...
     old = [start_worker(), start_worker()]
     old_pids = [w.process.pid for w in old]
-    wait_for(lambda: completed_by(db, old_pids) >= 100, "today's workers at work")
+    wait_until(lambda: completed_by(db, old_pids) >= 100, 60, "today's workers at work")
 
     # ...tomorrow's first worker joins before the migration (the rule allows either order)...
     early = start_worker(client=TOMORROWS_CLIENT)
-    wait_for(
-        lambda: completed_by(db, [early.process.pid]) >= 20, "tomorrow's worker on today's schema"
+    wait_until(
+        lambda: completed_by(db, [early.process.pid]) >= 20,
+        60,
+        "tomorrow's worker on today's schema",
     )
 
     # ...the schema is upgraded under them all...
@@ -150,8 +142,12 @@ def test_a_rolling_deploy_loses_nothing_and_runs_nothing_twice(dsn, db, tmp_path
 
     # ...more of tomorrow's workers join, and today's go on working for a while...
     late = [start_worker(client=TOMORROWS_CLIENT), start_worker(client=TOMORROWS_CLIENT)]
-    wait_for(lambda: completed_by(db, old_pids) >= done_at_upgrade + 100, "today's workers after")
-    wait_for(lambda: completed_by(db, [w.process.pid for w in late]) >= 20, "tomorrow's workers")
+    wait_until(
+        lambda: completed_by(db, old_pids) >= done_at_upgrade + 100, 60, "today's workers after"
+    )
+    wait_until(
+        lambda: completed_by(db, [w.process.pid for w in late]) >= 20, 60, "tomorrow's workers"
+    )
 
     # ...then today's get SIGTERM: they finish what they run and hand back the rest.
     for worker in old:
@@ -159,8 +155,9 @@ def test_a_rolling_deploy_loses_nothing_and_runs_nothing_twice(dsn, db, tmp_path
     for worker in old:
         assert worker.wait(30) == 0, worker.output()
     new = [early, *late]
-    wait_for(
+    wait_until(
         lambda: scalar(db, COMPLETED) == jobs,
+        60,
         "every job completed",
     )
     for worker in new:
@@ -210,8 +207,9 @@ def test_eight_workers_started_at_once_on_an_empty_database_migrate_it_once(
     with new_database(dsn) as empty:
         workers = [start_worker("--migrate", database=empty) for _ in range(8)]
         with psycopg.connect(empty, autocommit=True) as conn:
-            wait_for(
+            wait_until(
                 lambda: all("worker " in w.output() and " started" in w.output() for w in workers),
+                60,
                 "all eight workers started",
             )
             applied = conn.execute(
@@ -221,7 +219,7 @@ def test_eight_workers_started_at_once_on_an_empty_database_migrate_it_once(
             assert applied == [(m.id, 1) for m in schema.migrations()]
             conn.execute(LEDGER_DDL)
             assert scalar(conn, ENQUEUE_MANY, ["{}", 200]) == 200
-            wait_for(lambda: scalar(conn, COMPLETED) == 200, "jobs done by the eight")
+            wait_until(lambda: scalar(conn, COMPLETED) == 200, 60, "jobs done by the eight")
         for worker in workers:
             worker.signal(signal.SIGTERM)
         for worker in workers:

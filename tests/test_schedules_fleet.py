@@ -11,8 +11,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import rows, scalar
 
+from tests.helpers import rows, scalar
 from tests.test_worker_processes import workers  # noqa: F401  (a fixture)
 from tests.workers_for_tests import LEDGER_DDL
 

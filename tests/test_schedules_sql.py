@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import row, rows, scalar, sqlstate_of
+
+from tests.helpers import row, rows, scalar, sqlstate_of
 
 
 def schedule(db, name="every-minute", cron="* * * * *", queue="reports", **options) -> datetime:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import psql_conninfo, scalar
-from schemas import catalog, new_database, schema_dump
 
 import pyqueue
 from pyqueue.schema import check_version, installed_version
+from tests.helpers import psql_conninfo, scalar
+from tests.schemas import catalog, new_database, schema_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL_FILES = sorted((ROOT / "sql").glob("[0-9]*.sql"))

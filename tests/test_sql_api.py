@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from helpers import (
+
+from tests.helpers import (
     claim,
     claim_one,
     complete,

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import (
+
+from tests.helpers import (
     claim,
     claim_one,
     complete,

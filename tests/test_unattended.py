@@ -11,10 +11,10 @@ import threading
 from datetime import timedelta
 
 import pytest
-from helpers import scalar
 from test_worker import running, wait_until
 
 from pyqueue import HungHandlers, Queue, Worker
+from tests.helpers import scalar
 
 FAST = {"poll_interval": 0.05, "lease": 2.0, "heartbeat_interval": 0.3}
 

@@ -10,16 +10,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import claim_one, complete, enqueue, fail, scalar, status
 from hypothesis import given
 from hypothesis import strategies as st
-from schemas import (
+
+import pyqueue
+from pyqueue import schema
+from pyqueue.schema import Compatibility, refusal
+from tests.helpers import claim_one, complete, enqueue, fail, scalar, status, wait_until
+from tests.schemas import (
     ROOT,
     Release,
     catalog,
@@ -29,10 +32,6 @@ from schemas import (
     schema_dump,
     table_rows,
 )
-
-import pyqueue
-from pyqueue import schema
-from pyqueue.schema import Compatibility, refusal
 from tests.test_worker_processes import WorkerProcess
 from tests.workers_for_tests import LEDGER_DDL
 
@@ -99,7 +98,12 @@ def test_an_upgrade_under_the_releases_running_worker_keeps_every_job(
             # The release's own worker, as a fleet of that release runs it.
             worker = ReleaseWorker(release, database, tmp_path)
             try:
-                wait_for(lambda: scalar(conn, "SELECT count(*) FROM ledger") > 0, worker)
+                wait_until(
+                    lambda: scalar(conn, "SELECT count(*) FROM ledger") > 0,
+                    60,
+                    "the old worker to start jobs",
+                    worker.output,
+                )
                 migrated = subprocess.run(
                     [sys.executable, "-m", "pyqueue.cli", "--database-url", database, "migrate"],
                     capture_output=True,
@@ -111,7 +115,7 @@ def test_an_upgrade_under_the_releases_running_worker_keeps_every_job(
                 newest = pyqueue.SCHEMA_VERSION
                 assert f"schema version {newest}" in migrated.stdout
                 live += [enqueue(conn, "ledger", '{"sleep": 0.01}') for _ in range(100)]
-                wait_for(lambda: all_completed(conn, live), worker)
+                wait_until(lambda: all_completed(conn, live), 60, "every live job", worker.output)
             finally:
                 worker.signal(signal.SIGTERM)
                 exited = worker.wait(30)
@@ -165,14 +169,6 @@ def all_completed(conn: psycopg.Connection[Any], ids: list[int]) -> bool:
         [ids],
     )
     return bool(found == len(ids))
-
-
-def wait_for(condition: Any, worker: WorkerProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s\n{worker.output()}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("migration", MIGRATIONS[1:])

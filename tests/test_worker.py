@@ -11,7 +11,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
 from pyqueue.worker import JobContext, Worker, executor
 from pyqueue.worker.claimer import Claimer
 from pyqueue.worker.executor import Executor
+from tests.helpers import enqueue, status, wait_until
 
 FAST = {"poll_interval": 0.05}
 # Waits until those sessions have ended: the test's own client then finds its
@@ -58,33 +59,6 @@ def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
         assert not thread.is_alive(), "the worker did not stop within 30 s"
     if failures:
         raise failures[0]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-
-
-def status(db: psycopg.Connection[Any], job_id: int) -> str:
-    row = db.execute("SELECT status FROM pyqueue.all_jobs WHERE id = %s", [job_id]).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def enqueue(db: psycopg.Connection[Any], queue: str, payload: str = "{}", **options: Any) -> int:
-    """pyqueue.enqueue by SQL, for the options Queue.enqueue does not offer (backoff)."""
-    names = "".join(f", {k} => %({k})s" for k in options)
-    row = db.execute(
-        f"SELECT pyqueue.enqueue(%(queue)s, %(payload)s::jsonb{names})",
-        {"queue": queue, "payload": payload, **options},
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_sync_and_async_handlers_store_their_results(dsn, queue):
