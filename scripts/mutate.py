@@ -36,6 +36,7 @@ SQL_DIR = REPO / "sql"
 # The quickest to fail most mutants first, as pytest stops at the first failure.
 TEST_FILES = [
     "tests/test_sql_api.py",
+    "tests/test_bad_input.py::test_through_sql",
     "tests/test_timeouts_sql.py",
     "tests/test_maintenance_sql.py",
     "tests/test_schedules_sql.py",
