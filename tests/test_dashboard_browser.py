@@ -16,9 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
-from test_dashboard_api import bury, claim, complete_all, enqueue
 
 from pyqueue.dashboard import serve_in_background
+from tests.helpers import claim_one, enqueue
+from tests.test_dashboard_api import bury, complete_all
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -163,7 +164,7 @@ def test_cancel_cancels_a_pending_job(db: Conn, page: Page) -> None:
 
 def test_running_job_shows_live_progress(db: Conn, page: Page) -> None:
     job_id = enqueue(db, "reports", {"report": "yearly", "year": 2025})
-    [(_, token)] = claim(db, "reports")
+    token = claim_one(db, "reports").lease_token
     db.execute("SELECT pyqueue.report_progress(%s, %s, 40, 'page 4 of 10')", [job_id, token])
     page.goto(f"/jobs/{job_id}")
     expect(page.locator("#state")).to_have_text("running")
