@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,7 +140,8 @@ def test_private_server_start_url_stop():
 
     try:
         url = cli("server", "start")
-        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        # The private server asks for a password; the URL carries it.
+        assert re.match(r"postgresql://postgres:[\w-]{40,}@127\.0\.0\.1:\d+/pyqueue$", url)
         assert cli("server", "url") == url
         # The private server is migrated on first use and reused by later calls.
         job_id = cli("enqueue", "emails", "{}")
