@@ -10,6 +10,7 @@ import click
 from pyqueue import display
 from pyqueue.cli.context import Context, friendly_errors, pass_context, seconds
 from pyqueue.jobs import Job
+from pyqueue.visible import visible
 
 
 @click.command()
@@ -96,7 +97,7 @@ def job(ctx: Context, job_id: int) -> None:
             continue
         if field in ("payload", "result"):
             value = json.dumps(value)
-        text = str(value)
+        text = visible(str(value))
         if "\n" in text:
             click.echo(f"{field}:")
             for line in text.splitlines():
