@@ -206,3 +206,18 @@ def test_maintain_runs_passes_until_nothing_is_left(dsn, db, queue):
     done = run(dsn, "maintain", "--max-rows", "2")
     assert done.stdout == "recovered 0, fired 0, purged 3, dead purged 0\n"
     assert db.execute("SELECT count(*) FROM pyqueue.jobs").fetchone() == (0,)
+
+
+def test_control_characters_from_a_job_are_shown_not_obeyed(dsn, db):
+    from tests.helpers import claim_one, enqueue, fail
+
+    job_id = enqueue(db, "mail", '{"n": 1}', max_attempts=1)
+    claimed = claim_one(db, "mail")
+    # An error that would clear the screen and read right to left from "gpj".
+    fail(db, job_id, claimed.lease_token, "bad file \x1b[2Jinvoice-\u202egpj.exe")
+    shown = run(dsn, "job", str(job_id)).stdout
+    assert "error: bad file <U+001B>[2Jinvoice-<U+202E>gpj.exe" in shown
+    listed = run(dsn, "dead").stdout
+    assert "<U+001B>[2Jinvoice-<U+202E>gpj.exe" in listed
+    for output in (shown, listed):
+        assert "\x1b" not in output and "\u202e" not in output
