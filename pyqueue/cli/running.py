@@ -158,6 +158,12 @@ def server_url(ctx: click.Context) -> None:
     metavar="USER:PASSWORD",
     help="Require these basic-auth credentials (instead of the random token).",
 )
+@click.option(
+    "--trusted-proxy",
+    envvar="PYQUEUE_DASHBOARD_TRUSTED_PROXY",
+    metavar="ADDRESS",
+    help="Believe X-Forwarded-For/-Proto from this reverse proxy's address only.",
+)
 @migrate_option
 @pass_context
 @friendly_errors
@@ -168,6 +174,7 @@ def dashboard(
     token: str | None,
     token_file: Path | None,
     basic_auth: str | None,
+    trusted_proxy: str | None,
     apply_migrations: bool,
 ) -> None:
     """Serve the web dashboard and its JSON API, behind a token or basic auth."""
@@ -182,4 +189,4 @@ def dashboard(
     else:
         click.echo(f"pyqueue dashboard on {base} (log in with your token or password)", err=True)
     click.echo("Ctrl-C stops it.", err=True)
-    serve(url, host=host, port=port, creds=creds)
+    serve(url, host=host, port=port, creds=creds, trusted_proxy=trusted_proxy)

@@ -107,7 +107,8 @@ async def job_list(request: Request) -> Response:
         api_query = {"key": search}
     else:
         jobs, has_more = await run_in_threadpool(db.jobs, status=status, queue=queue, page=page)
-        api_query = {k: v for k, v in request.query_params.items() if k != "q" and v}
+        # Never the token: it would end up in the page's links.
+        api_query = {k: v for k, v in request.query_params.items() if k not in ("q", "token") and v}
     return render(
         request,
         "jobs.html",
