@@ -105,14 +105,21 @@ def test_a_body_without_a_length_is_cut_off_at_the_limit(db: Conn, base: str) ->
     assert http(f"{base}/api/jobs/{job_id}").json()["status"] == "pending"
 
 
-def test_the_guard_never_reads_a_body_declared_too_large() -> None:
-    reads: list[str] = []
+def through_guard(
+    method: str, target: str, headers: dict[str, str], *, scheme: str = "http"
+) -> tuple[list[dict[str, Any]], int]:
+    """One request through the Guard alone, before an app that must not be reached.
+
+    Returns the messages sent and how many times the body was asked for.
+    """
+    reads = 0
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the app was reached")
 
     async def receive() -> dict[str, Any]:
-        reads.append("body")
+        nonlocal reads
+        reads += 1
         return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
 
     sent: list[dict[str, Any]] = []
@@ -120,16 +127,34 @@ def test_the_guard_never_reads_a_body_declared_too_large() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
+    path, _, query = target.partition("?")
     scope = {
-        "type": "http", "method": "POST", "path": "/jobs/1/cancel", "raw_path": b"/jobs/1/cancel",
-        "query_string": b"", "scheme": "http", "server": ("127.0.0.1", 80),
+        "type": "http", "method": method, "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(), "scheme": scheme, "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", 5000), "root_path": "", "http_version": "1.1",
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode()),
-                    (b"content-length", str(MAX_BODY_BYTES + 1).encode())],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
     }  # fmt: skip
     asyncio.run(Guard(app, credentials(TOKEN, None))(scope, receive, send))
+    return sent, reads
+
+
+def test_the_guard_never_reads_a_body_declared_too_large() -> None:
+    sent, reads = through_guard(
+        "POST",
+        "/jobs/1/cancel",
+        {**BEARER, "host": "127.0.0.1", "content-length": str(MAX_BODY_BYTES + 1)},
+    )
     assert sent[0]["status"] == 413
-    assert reads == []
+    assert reads == 0
+
+
+def test_the_session_cookie_is_secure_over_https() -> None:
+    for scheme, secure in (("https", True), ("http", False)):
+        sent, _ = through_guard("GET", f"/jobs?token={TOKEN}", {"host": "q.example"}, scheme=scheme)
+        assert sent[0]["status"] == 303
+        cookie = dict(sent[0]["headers"])[b"set-cookie"].decode()
+        assert ("; secure" in cookie.lower()) is secure, cookie
+        assert dict(sent[0]["headers"])[b"location"] == f"{scheme}://q.example/jobs".encode()
 
 
 # Malformed parameters: 400, never 500 ------------------------------------------------
