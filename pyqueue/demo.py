@@ -127,7 +127,7 @@ def run_demo(url: str) -> None:
         target=worker.run, args=(url,), kwargs={"install_signal_handlers": False}, daemon=True
     )
     with Queue(url) as queue:
-        click.echo(f"pyqueue demo on {url}\n")
+        click.echo(f"pyqueue demo on {display.without_password(url)}\n")
         ids = enqueue_jobs(queue)
         click.echo(f"enqueued jobs {', '.join(map(str, ids))} (the export twice, one key)\n")
         thread.start()

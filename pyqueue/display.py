@@ -1,7 +1,12 @@
-"""Tables for a terminal: what the CLI and the demo print, aligned as psql would."""
+"""Tables for a terminal: what the CLI and the demo print, aligned as psql would.
+
+Every cell goes through visible(), so a job's text cannot reorder or recolour
+what the terminal shows.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +17,7 @@ from psycopg.rows import dict_row
 from pyqueue import queries
 from pyqueue.errors import first_line
 from pyqueue.jobs import Job
+from pyqueue.visible import visible
 
 STATUS_COLUMNS = ["queue", "pending", "due", "retrying", "running", "completed", "cancelled",
                   "dead", "oldest_due_age"]  # fmt: skip
@@ -21,7 +27,7 @@ DEAD_COLUMNS = [*JOB_COLUMNS[:2], "attempt", "error", "retried_as", "actions"]
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Rows as a plain aligned text table, as psql would show them."""
-    cells = [[("" if r.get(c) is None else str(r[c])) for c in columns] for r in rows]
+    cells = [[("" if r.get(c) is None else visible(str(r[c]))) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     click.echo("  ".join("-" * w for w in widths))
@@ -55,3 +61,8 @@ def dead_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     return [
         {**row, "retried_as": j.retried_as} for j, row in zip(jobs, job_rows(jobs), strict=True)
     ]
+
+
+def without_password(url: str) -> str:
+    """A connection URL fit to print: its password, if any, replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -5,6 +5,11 @@ installed PostgreSQL programs, in a data directory of its own, listening on a
 free loopback port only. PostgreSQL refuses to run as root, so under root the
 server runs as the unprivileged `postgres` user (or `nobody`), which then owns
 the directory.
+
+Loopback is shared by every user of the machine, so the server asks for a
+password (scram-sha-256) on every connection: a random secret made when the
+server is created, kept in a 0600 file in the data directory (itself 0700), so
+only its owner (and root) can read it. The URL that `url()` gives carries it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import getpass
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,6 +34,14 @@ from pyqueue.errors import PyqueueError
 
 SUPERUSER = "postgres"
 DATABASE = "pyqueue"
+SECRET_FILE = "pyqueue-superuser.secret"
+# Only loopback TCP, only with the password; the Unix socket is switched off.
+HBA_RULES = """\
+# Written by pyqueue: every connection needs the superuser's password.
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+local all all scram-sha-256
+"""
 
 
 class ServerError(PyqueueError):
@@ -122,11 +136,53 @@ class LocalServer:
                     f"the server runs as user {self._user}, who cannot reach {self.base_dir}: "
                     "choose a data directory whose parent folders it may enter"
                 )
-        result = self._run(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER,
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-        )  # fmt: skip
+        secret = secrets.token_urlsafe(32)
+        password_file = self.base_dir / ".initdb-password"
+        self._write_private(password_file, secret)
+        try:
+            result = self._run(
+                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={password_file}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+            )  # fmt: skip
+        finally:
+            password_file.unlink(missing_ok=True)
         self._check(result, "create")
+        (self.data_dir / "pg_hba.conf").write_text(HBA_RULES)
+        self._write_private(self.data_dir / SECRET_FILE, secret)
+
+    def _write_private(self, path: Path, text: str) -> None:
+        """Write a file only the server's user may read (0600, created afresh)."""
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        if self._user is not None:
+            shutil.chown(path, user=self._user)
+
+    def secret(self) -> str:
+        """The superuser's password, from the 0600 file in the data directory."""
+        try:
+            return (self.data_dir / SECRET_FILE).read_text().strip()
+        except OSError as error:
+            raise ServerError(
+                f"cannot read the private server's password ({error.strerror}): "
+                f"{self.data_dir / SECRET_FILE} is readable only by the user who created it"
+            ) from None
+
+    def _lock(self) -> None:
+        """Give a server made by an older pyqueue (trust, no password) a password.
+
+        Such a server still trusts loopback, so we connect without a password
+        once, set one, and make pg_hba.conf ask for it from then on.
+        """
+        secret = secrets.token_urlsafe(32)
+        port = self.port()
+        trusted = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
+        with psycopg.connect(trusted, autocommit=True) as conn:
+            conn.execute(queries.set_password(SUPERUSER, secret))
+        self._write_private(self.data_dir / SECRET_FILE, secret)
+        (self.data_dir / "pg_hba.conf").write_text(HBA_RULES)
+        self._check(self._run("pg_ctl", "reload", "-D", str(self.data_dir)), "reload")
 
     def port(self) -> int | None:
         """The port of the running server, or None when it is not running."""
@@ -139,7 +195,7 @@ class LocalServer:
         port = self.port()
         if port is None:
             raise ServerError(f"the private PostgreSQL in {self.base_dir} is not running")
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{dbname}"
+        return f"postgresql://{SUPERUSER}:{self.secret()}@127.0.0.1:{port}/{dbname}"
 
     def start(self) -> str:
         """Start the server (creating it first if needed) unless it runs; return its URL."""
@@ -158,6 +214,8 @@ class LocalServer:
                 "-l", str(self.log_file), "-o", flags,
             )  # fmt: skip
             self._check(result, "start")
+        if not (self.data_dir / SECRET_FILE).exists():
+            self._lock()
         self._create_database()
         return self.url()
 

@@ -229,3 +229,8 @@ DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
 def create_database(name: str) -> sql.Composed:
     """CREATE DATABASE with `name` quoted as an identifier."""
     return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
+def set_password(role: str, password: str) -> sql.Composed:
+    """ALTER ROLE ... PASSWORD, with the role and the password quoted (hashed by the server)."""
+    return sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))

@@ -59,7 +59,7 @@ def pg_server() -> Iterator[ServerInfo]:
     with temporary_server(FAST_SETTINGS) as server:
         port = server.port()
         assert port is not None
-        yield ServerInfo(host="127.0.0.1", port=port, user="postgres", password=None)
+        yield ServerInfo(host="127.0.0.1", port=port, user="postgres", password=server.secret())
 
 
 def _load_schema(**params: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,7 +138,8 @@ def test_private_server_start_url_stop():
 
     try:
         url = cli("server", "start")
-        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        # The private server asks for a password; the URL carries it.
+        assert re.match(r"postgresql://postgres:[\w-]{40,}@127\.0\.0\.1:\d+/pyqueue$", url)
         assert cli("server", "url") == url
         # The private server is migrated on first use and reused by later calls.
         job_id = cli("enqueue", "emails", "{}")
@@ -202,3 +204,18 @@ def test_maintain_runs_passes_until_nothing_is_left(dsn, db, queue):
     done = run(dsn, "maintain", "--max-rows", "2")
     assert done.stdout == "recovered 0, fired 0, purged 3, dead purged 0\n"
     assert db.execute("SELECT count(*) FROM pyqueue.jobs").fetchone() == (0,)
+
+
+def test_control_characters_from_a_job_are_shown_not_obeyed(dsn, db):
+    from tests.helpers import claim_one, enqueue, fail
+
+    job_id = enqueue(db, "mail", '{"n": 1}', max_attempts=1)
+    claimed = claim_one(db, "mail")
+    # An error that would clear the screen and read right to left from "gpj".
+    fail(db, job_id, claimed.lease_token, "bad file \x1b[2Jinvoice-\u202egpj.exe")
+    shown = run(dsn, "job", str(job_id)).stdout
+    assert "error: bad file <U+001B>[2Jinvoice-<U+202E>gpj.exe" in shown
+    listed = run(dsn, "dead").stdout
+    assert "<U+001B>[2Jinvoice-<U+202E>gpj.exe" in listed
+    for output in (shown, listed):
+        assert "\x1b" not in output and "\u202e" not in output

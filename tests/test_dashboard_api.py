@@ -2,7 +2,8 @@
 
 The app runs in-process (uvicorn on a background thread, a free loopback port)
 against the test's own database; jobs are moved through the SQL API as a
-worker would move them.
+worker would move them. The dashboard always wants a token: `http` sends the
+fixtures' TOKEN as a bearer token unless told to go in anonymous.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner
 
-from pyqueue.cli import main
-from pyqueue.dashboard import Credentials, check_bind, credentials, serve_in_background
+from pyqueue.dashboard import Credentials, credentials, login_url, serve_in_background
 from pyqueue.errors import InvalidArgument
 from tests.helpers import claim, claim_one, complete, enqueue
 
@@ -60,6 +60,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 OPENER = urllib.request.build_opener(NoRedirect)
+TOKEN = "the-token-of-the-test-dashboards"
 
 
 @dataclass
@@ -78,11 +79,16 @@ def http(
     method: str = "GET",
     data: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    anonymous: bool = False,
 ) -> Reply:
+    """One request; logged in with TOKEN unless `anonymous` or the headers say how."""
+    headers = dict(headers or {})
+    if not anonymous and not {"Authorization", "Cookie"} & set(headers):
+        headers["Authorization"] = f"Bearer {TOKEN}"
     body = None
     if data is not None:
         body = "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in data.items()).encode()
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     if body is not None:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
     try:
@@ -101,8 +107,8 @@ def csrf_token(base: str) -> str:
 
 @pytest.fixture
 def base(dsn: str) -> Iterator[str]:
-    """The base URL of a dashboard serving this test's database."""
-    with serve_in_background(dsn) as url:
+    """The base URL of a dashboard serving this test's database, behind TOKEN."""
+    with serve_in_background(dsn, creds=credentials(TOKEN, None)) as url:
         yield url
 
 
@@ -271,48 +277,63 @@ def test_retry_and_cancel_through_the_api(db: Conn, base: str) -> None:
     assert again.json() == {"id": new_job, "cancelled": False}
 
 
-def test_only_loopback_host_names_are_served_without_credentials(base: str) -> None:
-    assert http(base + "/api/queues", headers={"Host": "localhost"}).status == 200
-    rebound = http(base + "/api/queues", headers={"Host": "attacker.example:8080"})
-    assert rebound.status == 400
+def test_a_random_token_is_required_by_default(dsn: str) -> None:
+    made = Credentials()
+    assert made.generated and made.token is not None and len(made.token) >= 40
+    assert Credentials().token != made.token
+    assert made.token not in repr(made)
+    with serve_in_background(dsn) as base:  # nobody was told its token
+        assert http(base + "/api/queues", anonymous=True).status == 401
+        assert http(base + "/api/queues").status == 401
+    with serve_in_background(dsn, host="0.0.0.0", creds=made) as base:
+        assert http(base + "/", anonymous=True).status == 401
+        login = http(login_url(base, made), anonymous=True)
+        assert login.status == 303
+        assert login.headers["location"] == base + "/"
 
 
-def test_non_loopback_bind_without_credentials_is_refused(dsn: str) -> None:
-    with pytest.raises(InvalidArgument, match="--token TOKEN or --basic-auth"):
-        check_bind("0.0.0.0", Credentials())
-    with pytest.raises(InvalidArgument, match="not a loopback address"):
-        serve_in_background(dsn, host="0.0.0.0").__enter__()
-    check_bind("127.0.0.1", Credentials())
-    check_bind("::1", Credentials())
-    check_bind("0.0.0.0", credentials("a-long-enough-token", None))
-
-    result = CliRunner().invoke(main, ["--database-url", dsn, "dashboard", "--host", "0.0.0.0"])
-    assert result.exit_code == 1
-    assert "refusing to serve the dashboard on 0.0.0.0" in result.output
+def test_bad_start_options_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="USER:PASSWORD"):
         credentials(None, "no-colon-here")
     with pytest.raises(InvalidArgument, match="at least 16"):
         credentials("short", None)
+    with pytest.raises(InvalidArgument, match="not both"):
+        credentials(TOKEN, None, tmp_path / "token")
+    with pytest.raises(InvalidArgument, match="cannot read the token file"):
+        credentials(None, None, tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(InvalidArgument, match="is empty"):
+        credentials(None, None, tmp_path / "empty")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert credentials(None, None, tmp_path / "token").token == TOKEN
 
 
 def test_a_token_is_enforced_when_given(dsn: str) -> None:
     token = "s3cret-token-for-the-test"
     with serve_in_background(dsn, creds=credentials(token, None)) as base:
-        assert http(base + "/api/queues").status == 401
+        assert http(base + "/api/queues", anonymous=True).status == 401
         assert http(base + "/api/queues", headers={"Authorization": "Bearer nope"}).status == 401
         bearer = http(base + "/api/queues", headers={"Authorization": f"Bearer {token}"})
         assert bearer.status == 200
 
-        handed = http(f"{base}/jobs?token={token}&status=dead")
+        handed = http(f"{base}/jobs?token={token}&status=dead", anonymous=True)
         assert handed.status == 303
         assert handed.headers["location"] == f"{base}/jobs?status=dead"
         cookie = handed.headers["set-cookie"]
         assert "HttpOnly" in cookie
         assert "SameSite=strict" in cookie
         cookie_pair = cookie.split(";")[0]
+        name, _, value = cookie_pair.partition("=")
+        # The cookie is derived from the token, and reveals nothing of it.
+        assert name == "pyqueue_dashboard_session"
+        assert re.fullmatch(r"[0-9a-f]{64}", value)
+        assert token not in cookie
         assert http(base + "/jobs?status=dead", headers={"Cookie": cookie_pair}).status == 200
-        wrong = http(base + "/", headers={"Cookie": "pyqueue_dashboard_token=wrong"})
-        assert wrong.status == 401
+        for forged in (f"pyqueue_dashboard_session={token}", "pyqueue_dashboard_token=" + token):
+            assert http(base + "/", headers={"Cookie": forged}).status == 401
+    # A new process has a new key: the old session cookie no longer opens it.
+    with serve_in_background(dsn, creds=credentials(token, None)) as base:
+        assert http(base + "/", headers={"Cookie": cookie_pair}).status == 401
 
 
 def test_basic_auth_is_enforced_when_given(dsn: str) -> None:
@@ -320,7 +341,7 @@ def test_basic_auth_is_enforced_when_given(dsn: str) -> None:
         return {"Authorization": "Basic " + base64.b64encode(user_password.encode()).decode()}
 
     with serve_in_background(dsn, creds=credentials(None, "ops:correct horse")) as base:
-        refused = http(base + "/")
+        refused = http(base + "/", anonymous=True)
         assert refused.status == 401
         assert refused.headers["www-authenticate"].startswith("Basic")
         assert http(base + "/", headers=basic("ops:wrong")).status == 401

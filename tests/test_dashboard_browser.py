@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
-from pyqueue.dashboard import serve_in_background
+from pyqueue.dashboard import Credentials, login_url, serve_in_background
 from tests.helpers import claim_one, enqueue
 from tests.test_dashboard_api import bury, complete_all
 
@@ -52,8 +52,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def base(dsn: str) -> Iterator[str]:
-    with serve_in_background(dsn) as url:
+def creds() -> Credentials:
+    return Credentials()  # a random token, as `pyqueue dashboard` makes by default
+
+
+@pytest.fixture
+def base(dsn: str, creds: Credentials) -> Iterator[str]:
+    with serve_in_background(dsn, creds=creds) as url:
         yield url
 
 
@@ -63,7 +68,8 @@ def dialogs() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, base: str, dialogs: list[str]) -> Iterator[Page]:
+def page(browser: Browser, base: str, creds: Credentials, dialogs: list[str]) -> Iterator[Page]:
+    """A page logged in as a person does: through the login URL the dashboard printed."""
     context = browser.new_context(base_url=base, viewport={"width": 1200, "height": 800})
     page = context.new_page()
 
@@ -73,6 +79,8 @@ def page(browser: Browser, base: str, dialogs: list[str]) -> Iterator[Page]:
 
     page.on("dialog", record)
     page.set_default_timeout(WAIT_MS)
+    page.goto(login_url(base, creds))
+    assert page.url == base + "/", "the token was not traded for a session cookie"
     yield page
     context.close()
 
@@ -199,3 +207,21 @@ def test_script_in_a_payload_is_shown_as_text(db: Conn, page: Page, dialogs: lis
     assert page.locator("script:not([src])").count() == 0
     assert dialogs == []
     screenshot(page, "escaped-payload")
+
+
+def test_bidi_controls_are_spelled_out_before_and_after_a_redraw(db: Conn, page: Page) -> None:
+    # Read right to left from the override, the file name would pass for "invoice-exe.pdf".
+    disguised = "invoice-\u202efdp.exe"
+    job_id = bury(db, "mail", {"attachment": disguised}, error=f"ValueError: \u2067{disguised}")
+    for path, redrawn in ((f"/jobs/{job_id}", "#error pre.error"), ("/jobs", "#jobs tbody")):
+        page.goto(path)
+        expect(page.locator("#live")).to_contain_text(":")  # the poller has drawn it again
+        shown = page.locator(redrawn).inner_text()
+        assert "invoice-<U+202E>fdp.exe" in shown, path
+        text = page.locator("main").inner_text()
+        assert "\u202e" not in text and "\u2067" not in text, path
+        assert "ValueError: <U+2067>invoice" in text, path
+    assert "invoice-<U+202E>fdp.exe" in page.locator("#jobs tbody").inner_text()
+    page.goto(f"/jobs/{job_id}")
+    expect(page.locator("#payload")).to_contain_text('"invoice-<U+202E>fdp.exe"')
+    screenshot(page, "bidi-controls")

@@ -16,6 +16,7 @@ from pyqueue import schema
 from pyqueue.client import Queue
 from pyqueue.database import Database, resolve
 from pyqueue.errors import PyqueueError, first_line
+from pyqueue.visible import visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,7 +53,7 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except (PyqueueError, psycopg.Error) as error:
-            click.echo(f"pyqueue: error: {first_line(error)}", err=True)
+            click.echo(f"pyqueue: error: {visible(first_line(error))}", err=True)
             sys.exit(1)
 
     return wrapper

@@ -10,6 +10,7 @@ import click
 from pyqueue import display
 from pyqueue.cli.context import Context, friendly_errors, pass_context, seconds
 from pyqueue.jobs import Job
+from pyqueue.visible import visible
 
 
 @click.command()
@@ -98,7 +99,7 @@ def job(ctx: Context, job_id: int) -> None:
             value = json.dumps(value)
         elif field == "actions":
             value = ", ".join(value) or "none"
-        text = str(value)
+        text = visible(str(value))
         if "\n" in text:
             click.echo(f"{field}:")
             for line in text.splitlines():

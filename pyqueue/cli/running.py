@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -139,12 +140,29 @@ def server_url(ctx: click.Context) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--token", envvar="PYQUEUE_DASHBOARD_TOKEN", help="Require this token.")
+@click.option(
+    "--token",
+    envvar="PYQUEUE_DASHBOARD_TOKEN",
+    help="Require this token (default: a random one, printed once as a login URL). "
+    "On the command line it shows in `ps`: prefer $PYQUEUE_DASHBOARD_TOKEN or --token-file.",
+)
+@click.option(
+    "--token-file",
+    envvar="PYQUEUE_DASHBOARD_TOKEN_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the token from the first line of this file.",
+)
 @click.option(
     "--basic-auth",
     envvar="PYQUEUE_DASHBOARD_BASIC_AUTH",
     metavar="USER:PASSWORD",
-    help="Require these basic-auth credentials.",
+    help="Require these basic-auth credentials (instead of the random token).",
+)
+@click.option(
+    "--trusted-proxy",
+    envvar="PYQUEUE_DASHBOARD_TRUSTED_PROXY",
+    metavar="ADDRESS",
+    help="Believe X-Forwarded-For/-Proto from this reverse proxy's address only.",
 )
 @migrate_option
 @pass_context
@@ -154,13 +172,21 @@ def dashboard(
     host: str,
     port: int,
     token: str | None,
+    token_file: Path | None,
     basic_auth: str | None,
+    trusted_proxy: str | None,
     apply_migrations: bool,
 ) -> None:
-    """Serve the web dashboard and its JSON API (loopback only without credentials)."""
-    from pyqueue.dashboard import check_bind, credentials, serve
+    """Serve the web dashboard and its JSON API, behind a token or basic auth."""
+    from pyqueue.dashboard import credentials, login_url, serve
 
-    creds = credentials(token, basic_auth)
-    check_bind(host, creds)  # before a private server is started for nothing
-    click.echo(f"pyqueue dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
-    serve(ctx.database(migrate=apply_migrations).url, host=host, port=port, creds=creds)
+    creds = credentials(token, basic_auth, token_file)  # before a server starts for nothing
+    shown_host = f"[{host}]" if ":" in host else host
+    base = f"http://{shown_host}:{port}/"
+    url = ctx.database(migrate=apply_migrations).url
+    if creds.generated:
+        click.echo(f"pyqueue dashboard: log in at {login_url(base, creds)}", err=True)
+    else:
+        click.echo(f"pyqueue dashboard on {base} (log in with your token or password)", err=True)
+    click.echo("Ctrl-C stops it.", err=True)
+    serve(url, host=host, port=port, creds=creds, trusted_proxy=trusted_proxy)

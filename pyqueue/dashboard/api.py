@@ -1,7 +1,9 @@
 """The JSON API, for the page's script and for applications, and the two actions.
 
 Reads return what the pages show, as JSON. Cancel and Retry are POST only and
-CSRF-checked; they answer JSON under /api/ and redirect a form elsewhere.
+CSRF-checked (the Origin and an X-CSRF-Token header before the body is read,
+else the form's field); they answer JSON under /api/ and redirect a form
+elsewhere.
 Whether a job may be cancelled or replayed is the SQL functions' to decide.
 """
 
@@ -16,9 +18,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from pyqueue.dashboard.pages import page_number, reads
+from pyqueue.dashboard import params
+from pyqueue.dashboard.pages import reads
 from pyqueue.dashboard.reads import Reads
-from pyqueue.dashboard.security import CSRF_FIELD, csrf_ok
+from pyqueue.dashboard.security import CSRF_FIELD, CSRF_HEADER, csrf_ok, same_origin
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -28,29 +31,29 @@ async def queues(request: Request) -> Response:
 
 
 async def throughput(request: Request) -> Response:
-    queue = request.query_params.get("queue") or None
+    queue = params.text(request, "queue")
     return JSONResponse({"minutes": await run_in_threadpool(reads(request).throughput, queue)})
 
 
 async def jobs(request: Request) -> Response:
     db = reads(request)
-    key = request.query_params.get("key")
+    key = params.text(request, "key")
     if key is not None:
         return JSONResponse(
             {"jobs": await run_in_threadpool(db.jobs_with_key, key), "has_more": False}
         )
-    page = page_number(request)
+    page = params.page_number(request)
     found, has_more = await run_in_threadpool(
         db.jobs,
-        status=request.query_params.get("status") or None,
-        queue=request.query_params.get("queue") or None,
+        status=params.text(request, "status"),
+        queue=params.text(request, "queue"),
         page=page,
     )
     return JSONResponse({"jobs": found, "page": page, "has_more": has_more})
 
 
 async def job(request: Request) -> Response:
-    return JSONResponse(await run_in_threadpool(reads(request).job, request.path_params["job_id"]))
+    return JSONResponse(await run_in_threadpool(reads(request).job, params.job_id(request)))
 
 
 async def schedules(request: Request) -> Response:
@@ -58,7 +61,7 @@ async def schedules(request: Request) -> Response:
 
 
 async def dead(request: Request) -> Response:
-    page = page_number(request)
+    page = params.page_number(request)
     found, has_more = await run_in_threadpool(reads(request).dead_letters, page)
     return JSONResponse({"dead": found, "page": page, "has_more": has_more})
 
@@ -67,11 +70,17 @@ def action(run: Callable[[Reads, int], dict[str, Any]], then: str) -> Endpoint:
     """A POST endpoint running `run` on the job; `then` formats the form's redirect."""
 
     async def endpoint(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        expected = request.app.state.csrf_token
-        if not csrf_ok(request.headers, form.get(CSRF_FIELD, [None])[0], expected):
+        scheme = request.url.scheme
+        if not same_origin(request.headers, scheme):
+            raise HTTPException(403, "a cross-site request")
+        form_token = None
+        if CSRF_HEADER not in request.headers:
+            # The guard has capped the body's size; only now is it read.
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            form_token = form.get(CSRF_FIELD, [None])[0]
+        if not csrf_ok(request.headers, scheme, form_token, request.app.state.csrf_token):
             raise HTTPException(403, "missing or wrong CSRF token, or a cross-site request")
-        outcome = await run_in_threadpool(run, reads(request), request.path_params["job_id"])
+        outcome = await run_in_threadpool(run, reads(request), params.job_id(request))
         if request.url.path.startswith("/api/"):
             return JSONResponse(outcome)
         return RedirectResponse(then.format(**outcome), status_code=303)

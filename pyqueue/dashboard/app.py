@@ -2,6 +2,7 @@
 
 create_app puts what the endpoints share on `app.state`: the database reads
 (opened by the lifespan), the templates, and the CSRF token of this process.
+Every request passes the Guard first (guard.py: body limit, login, headers).
 Reads and actions go through `pyqueue.Queue` and the monitoring views (see
 reads.py); nothing here decides what a job may do.
 """
@@ -23,8 +24,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pyqueue.dashboard import api, pages
+from pyqueue.dashboard.auth import Credentials
+from pyqueue.dashboard.guard import Guard
 from pyqueue.dashboard.reads import Reads
-from pyqueue.dashboard.security import Credentials, Guard
 from pyqueue.errors import InvalidArgument, JobNotFound, JobStateError, PyqueueError, first_line
 
 ROUTES = [
@@ -77,7 +79,11 @@ async def error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(database_url: str, creds: Credentials | None = None) -> Starlette:
-    """The dashboard over the pyqueue schema at `database_url`."""
+    """The dashboard over the pyqueue schema at `database_url`.
+
+    Without `creds`, a random token is required (creds.token of the Credentials
+    made here is not reachable: pass your own to get in).
+    """
     app = Starlette(
         routes=ROUTES,
         middleware=[Middleware(Guard, creds=creds or Credentials())],

@@ -12,14 +12,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import markupsafe
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from pyqueue.dashboard import params
 from pyqueue.dashboard.reads import Reads
 from pyqueue.dashboard.security import CSRF_FIELD
-from pyqueue.errors import InvalidArgument, JobNotFound, first_line
+from pyqueue.errors import JobNotFound, first_line
+from pyqueue.visible import visible
 
 
 def when(value: str | None) -> str:
@@ -44,13 +47,26 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def shown(value: Any) -> Any:
+    """Every {{ }} of the templates: text with its bidi controls spelled out (visible.py)."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return visible(value)
+    return value
+
+
+def exact(value: Any) -> markupsafe.Markup:
+    """A form value that must go back to the server as it came (escaped, not spelled out)."""
+    return markupsafe.escape(value)
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pyqueue.dashboard", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        finalize=shown,
     )
-    env.filters.update(when=when, age=age, first_line=first_line, pretty=pretty)
+    env.filters.update(when=when, age=age, first_line=first_line, pretty=pretty, exact=exact)
     return Jinja2Templates(env=env)
 
 
@@ -67,13 +83,6 @@ def render(request: Request, name: str, **context: Any) -> Response:
     return response
 
 
-def page_number(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidArgument(f"page must be a whole number from 1, not {raw[:20]!r}")
-    return int(raw)
-
-
 async def overview(request: Request) -> Response:
     return render(
         request, "overview.html", queues=await run_in_threadpool(reads(request).queue_stats)
@@ -82,12 +91,12 @@ async def overview(request: Request) -> Response:
 
 async def job_list(request: Request) -> Response:
     db = reads(request)
-    queue = request.query_params.get("queue") or None
-    status = request.query_params.get("status") or None
-    search = request.query_params.get("q", "").strip()
-    page = page_number(request)
+    queue = params.text(request, "queue")
+    status = params.text(request, "status")
+    search = (params.text(request, "q") or "").strip()
+    page = params.page_number(request)
     if search:
-        if search.isdigit():
+        if search.isascii() and search.isdigit() and int(search) <= params.MAX_JOB_ID:
             try:
                 found = await run_in_threadpool(db.job, int(search))
                 return RedirectResponse(f"/jobs/{found['id']}", status_code=303)
@@ -97,7 +106,8 @@ async def job_list(request: Request) -> Response:
         api_query = {"key": search}
     else:
         jobs, has_more = await run_in_threadpool(db.jobs, status=status, queue=queue, page=page)
-        api_query = {k: v for k, v in request.query_params.items() if k != "q" and v}
+        # Never the token: it would end up in the page's links.
+        api_query = {k: v for k, v in request.query_params.items() if k not in ("q", "token") and v}
     return render(
         request,
         "jobs.html",
@@ -115,7 +125,7 @@ async def job_list(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
-    job = await run_in_threadpool(reads(request).job, request.path_params["job_id"])
+    job = await run_in_threadpool(reads(request).job, params.job_id(request))
     return render(request, "job.html", job=job)
 
 
@@ -125,6 +135,6 @@ async def schedules_page(request: Request) -> Response:
 
 
 async def dead_page(request: Request) -> Response:
-    page = page_number(request)
+    page = params.page_number(request)
     dead, has_more = await run_in_threadpool(reads(request).dead_letters, page)
     return render(request, "dead.html", dead=dead, page=page, has_more=has_more)

@@ -1,4 +1,9 @@
-"""Running the dashboard: in the foreground (the CLI) or on a background thread."""
+"""Running the dashboard: in the foreground (the CLI) or on a background thread.
+
+X-Forwarded-For and X-Forwarded-Proto are believed only from `trusted_proxy`:
+uvicorn would otherwise believe them from any loopback client, so another user
+of the machine could pose as a new address for each guess at the token.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,20 @@ from contextlib import contextmanager
 import uvicorn
 
 from pyqueue.dashboard.app import create_app
-from pyqueue.dashboard.security import Credentials, check_bind
+from pyqueue.dashboard.auth import Credentials
 
 
-def _server(database_url: str, host: str, port: int, creds: Credentials | None) -> uvicorn.Server:
-    creds = creds or Credentials()
-    check_bind(host, creds)
+def _server(
+    database_url: str, host: str, port: int, creds: Credentials | None, trusted_proxy: str | None
+) -> uvicorn.Server:
     config = uvicorn.Config(
         create_app(database_url, creds),
         host=host,
         port=port,
         log_level="warning",
         server_header=False,
+        proxy_headers=trusted_proxy is not None,
+        forwarded_allow_ips=trusted_proxy,
     )
     return uvicorn.Server(config)
 
@@ -33,9 +40,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     creds: Credentials | None = None,
+    trusted_proxy: str | None = None,
 ) -> None:
-    """Serve until Ctrl-C; refuse a non-loopback host without credentials."""
-    server = _server(database_url, host, port, creds)
+    """Serve until Ctrl-C; without `creds`, behind a random token nobody is told."""
+    server = _server(database_url, host, port, creds, trusted_proxy)
     # uvicorn shuts down cleanly on Ctrl-C, then raises the signal again.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -49,13 +57,15 @@ def serve_in_background(
     port: int = 0,
     creds: Credentials | None = None,
     start_timeout: float = 30.0,
+    trusted_proxy: str | None = None,
 ) -> Iterator[str]:
     """Serve on a thread of this process; yield the base URL, stop on exit.
 
     Port 0 takes a free port. For tests, and for applications that want the
-    dashboard inside their own process.
+    dashboard inside their own process; pass `creds` (e.g. `Credentials()`, a
+    random token) to be able to log in.
     """
-    server = _server(database_url, host, port, creds)
+    server = _server(database_url, host, port, creds, trusted_proxy)
     thread = threading.Thread(target=server.run, name="pyqueue-dashboard", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout

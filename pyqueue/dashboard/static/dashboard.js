@@ -1,10 +1,16 @@
 // pyqueue dashboard: keeps each page fresh by polling the JSON API.
 // Everything from the database goes into the page as text (textContent),
-// never as HTML, so a payload or an error cannot inject markup.
+// never as HTML, so a payload or an error cannot inject markup, and through
+// visible(), so a bidi control cannot reorder what is read.
 "use strict";
 
 const POLL_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
+
+// The same characters as pyqueue/visible.py, spelled out the same way.
+const HIDDEN = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+const visible = (text) => String(text ?? "").replace(/\r\n/g, "\n").replace(HIDDEN,
+  (c) => `<U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}>`);
 
 function el(tag, attrs, ...children) {
   const node = tag.startsWith("svg:")
@@ -12,7 +18,7 @@ function el(tag, attrs, ...children) {
     : document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
   for (const child of children) {
-    node.append(child instanceof Node ? child : String(child ?? ""));
+    node.append(child instanceof Node ? child : visible(child));
   }
   return node;
 }
@@ -148,9 +154,9 @@ function renderJob(job) {
   for (const node of document.querySelectorAll("[data-field]")) {
     const value = job[node.dataset.field];
     if (node.dataset.kind === "time") node.textContent = when(value);
-    else if (node.dataset.kind === "json") node.textContent = pretty(value);
+    else if (node.dataset.kind === "json") node.textContent = visible(pretty(value));
     else if (node.dataset.field === "progress") node.textContent = `${value || 0}%`;
-    else node.textContent = value ?? "";
+    else node.textContent = visible(value);
   }
   document.querySelector("#progress progress").value = job.progress || 0;
   document.getElementById("progress").hidden = job.status !== "running";

@@ -1,0 +1,53 @@
+"""The query and path parameters the endpoints read, checked: bad input is a 400, not a 500.
+
+PostgreSQL cannot hold a NUL in text and a bigint stops at 2**63 - 1, so
+those are refused here with a message naming the parameter, before any query.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from pyqueue.errors import InvalidArgument
+
+# Far past any real page; keeps OFFSET arithmetic inside a bigint.
+MAX_PAGE = 1_000_000_000
+MAX_TEXT = 1000
+MAX_JOB_ID = 2**63 - 1
+
+
+def _shown(raw: str) -> str:
+    return repr(raw[:20] + ("..." if len(raw) > 20 else ""))
+
+
+def page_number(request: Request) -> int:
+    """?page=, a whole number from 1 to MAX_PAGE in ASCII digits (1 when absent)."""
+    raw = request.query_params.get("page", "1")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_PAGE)):
+        raise InvalidArgument(
+            f"page must be a whole number from 1 to {MAX_PAGE}, not {_shown(raw)}"
+        )
+    page = int(raw)
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidArgument(f"page must be a whole number from 1 to {MAX_PAGE}, not {page}")
+    return page
+
+
+def text(request: Request, name: str) -> str | None:
+    """?name=, as text PostgreSQL can hold (None when absent or empty)."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if "\x00" in raw:
+        raise InvalidArgument(f"{name} must not contain a NUL character")
+    if len(raw) > MAX_TEXT:
+        raise InvalidArgument(f"{name} is longer than {MAX_TEXT} characters")
+    return raw
+
+
+def job_id(request: Request) -> int:
+    """The {job_id} of the path, within a bigint."""
+    value: int = request.path_params["job_id"]
+    if value > MAX_JOB_ID:
+        raise InvalidArgument(f"job id must be at most {MAX_JOB_ID}, not {str(value)[:20]}...")
+    return value
