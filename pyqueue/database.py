@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyqueue.localserver import LocalServer, default_base_dir
+from pyqueue.localserver import LocalServer, default_data_dir
 
 
 @dataclass(frozen=True)
@@ -20,5 +20,5 @@ def resolve(url: str | None = None, data_dir: Path | None = None) -> Database:
     url = url or os.environ.get("DATABASE_URL")
     if url:
         return Database(url, private=False)
-    server = LocalServer(data_dir or default_base_dir())
+    server = LocalServer(data_dir or default_data_dir())
     return Database(server.start(), private=True)

@@ -67,7 +67,7 @@ def find_bin_dir() -> Path:
     )
 
 
-def default_base_dir() -> Path:
+def default_data_dir() -> Path:
     """Where the CLI keeps its private server between calls.
 
     The user's state directory; under root a system path instead, because the
@@ -100,12 +100,16 @@ def _free_port() -> int:
 
 
 class LocalServer:
-    """A PostgreSQL server in `base_dir` (data in base_dir/data), on loopback."""
+    """A PostgreSQL server in `data_dir`, on loopback.
 
-    def __init__(self, base_dir: Path, settings: Mapping[str, str] | None = None) -> None:
-        self.base_dir = base_dir
-        self.data_dir = base_dir / "data"
-        self.log_file = base_dir / "server.log"
+    data_dir is the private server's folder (what `pyqueue --data-dir` names);
+    PostgreSQL's own data directory (PGDATA) is `pgdata` inside it.
+    """
+
+    def __init__(self, data_dir: Path, settings: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.pgdata = data_dir / "data"
+        self.log_file = data_dir / "server.log"
         self.settings = dict(settings or {})
         self._user = _server_user()
         self._bin = find_bin_dir()
@@ -125,30 +129,30 @@ class LocalServer:
             raise ServerError(f"could not {what} the private PostgreSQL: {detail}{log}")
 
     def _initdb(self) -> None:
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
-            shutil.chown(self.base_dir, user=self._user)
+            shutil.chown(self.data_dir, user=self._user)
             reachable = subprocess.run(
-                ["runuser", "-u", self._user, "--", "test", "-w", str(self.base_dir)]
+                ["runuser", "-u", self._user, "--", "test", "-w", str(self.data_dir)]
             )
             if reachable.returncode != 0:
                 raise ServerError(
-                    f"the server runs as user {self._user}, who cannot reach {self.base_dir}: "
+                    f"the server runs as user {self._user}, who cannot reach {self.data_dir}: "
                     "choose a data directory whose parent folders it may enter"
                 )
         secret = secrets.token_urlsafe(32)
-        password_file = self.base_dir / ".initdb-password"
+        password_file = self.data_dir / ".initdb-password"
         self._write_private(password_file, secret)
         try:
             result = self._run(
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={password_file}",
+                "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, f"--pwfile={password_file}",
                 "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
             )  # fmt: skip
         finally:
             password_file.unlink(missing_ok=True)
         self._check(result, "create")
-        (self.data_dir / "pg_hba.conf").write_text(HBA_RULES)
-        self._write_private(self.data_dir / SECRET_FILE, secret)
+        (self.pgdata / "pg_hba.conf").write_text(HBA_RULES)
+        self._write_private(self.pgdata / SECRET_FILE, secret)
 
     def _write_private(self, path: Path, text: str) -> None:
         """Write a file only the server's user may read (0600, created afresh)."""
@@ -162,11 +166,11 @@ class LocalServer:
     def secret(self) -> str:
         """The superuser's password, from the 0600 file in the data directory."""
         try:
-            return (self.data_dir / SECRET_FILE).read_text().strip()
+            return (self.pgdata / SECRET_FILE).read_text().strip()
         except OSError as error:
             raise ServerError(
                 f"cannot read the private server's password ({error.strerror}): "
-                f"{self.data_dir / SECRET_FILE} is readable only by the user who created it"
+                f"{self.pgdata / SECRET_FILE} is readable only by the user who created it"
             ) from None
 
     def _lock(self) -> None:
@@ -180,26 +184,26 @@ class LocalServer:
         trusted = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
         with psycopg.connect(trusted, autocommit=True) as conn:
             conn.execute(queries.set_password(SUPERUSER, secret))
-        self._write_private(self.data_dir / SECRET_FILE, secret)
-        (self.data_dir / "pg_hba.conf").write_text(HBA_RULES)
-        self._check(self._run("pg_ctl", "reload", "-D", str(self.data_dir)), "reload")
+        self._write_private(self.pgdata / SECRET_FILE, secret)
+        (self.pgdata / "pg_hba.conf").write_text(HBA_RULES)
+        self._check(self._run("pg_ctl", "reload", "-D", str(self.pgdata)), "reload")
 
     def port(self) -> int | None:
         """The port of the running server, or None when it is not running."""
-        if self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode != 0:
+        if self._run("pg_ctl", "status", "-D", str(self.pgdata)).returncode != 0:
             return None
-        lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
         return int(lines[3])
 
     def url(self, dbname: str = DATABASE) -> str:
         port = self.port()
         if port is None:
-            raise ServerError(f"the private PostgreSQL in {self.base_dir} is not running")
+            raise ServerError(f"the private PostgreSQL in {self.data_dir} is not running")
         return f"postgresql://{SUPERUSER}:{self.secret()}@127.0.0.1:{port}/{dbname}"
 
     def start(self) -> str:
         """Start the server (creating it first if needed) unless it runs; return its URL."""
-        if not (self.data_dir / "PG_VERSION").exists():
+        if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         if self.port() is None:
             options = {
@@ -210,11 +214,11 @@ class LocalServer:
             }
             flags = " ".join(f"-c {key}={value}" for key, value in options.items())
             result = self._run(
-                "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
+                "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata),
                 "-l", str(self.log_file), "-o", flags,
             )  # fmt: skip
             self._check(result, "start")
-        if not (self.data_dir / SECRET_FILE).exists():
+        if not (self.pgdata / SECRET_FILE).exists():
             self._lock()
         self._create_database()
         return self.url()
@@ -226,7 +230,7 @@ class LocalServer:
 
     def stop(self) -> None:
         if self.port() is not None:
-            result = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+            result = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
             self._check(result, "stop")
 
 

@@ -57,10 +57,10 @@ def test_another_os_user_is_refused_without_the_password(server: LocalServer) ->
 
 
 def test_the_password_file_is_private_to_the_server_user(server: LocalServer) -> None:
-    secret_file = server.data_dir / SECRET_FILE
+    secret_file = server.pgdata / SECRET_FILE
     mode = stat.S_IMODE(secret_file.stat().st_mode)
     assert mode == 0o600
-    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(server.pgdata.stat().st_mode) == 0o700
     read = subprocess.run(
         ["runuser", "-u", "nobody", "--", "cat", str(secret_file)],
         capture_output=True, text=True, timeout=30,
@@ -79,8 +79,8 @@ def test_the_url_connects_and_a_url_without_the_password_does_not(server: LocalS
 
 def test_a_server_made_without_a_password_is_locked_on_start(server: LocalServer) -> None:
     # A server created by an older pyqueue trusted loopback and had no secret file.
-    (server.data_dir / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
-    (server.data_dir / SECRET_FILE).unlink()
+    (server.pgdata / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+    (server.pgdata / SECRET_FILE).unlink()
     server.stop()
     url = server.start()
     port = server.port()

@@ -13,7 +13,7 @@ import click
 
 from pyqueue.cli import housekeeping, jobs, running
 from pyqueue.cli.context import Context
-from pyqueue.localserver import default_base_dir
+from pyqueue.localserver import default_data_dir
 
 
 @click.group()
@@ -25,7 +25,7 @@ from pyqueue.localserver import default_base_dir
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
-    help=f"Folder of the private server (default {default_base_dir()}).",
+    help=f"Folder of the private server (default {default_data_dir()}).",
 )
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, data_dir: Path | None) -> None:

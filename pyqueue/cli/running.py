@@ -12,7 +12,7 @@ import click
 from pyqueue import schema
 from pyqueue.cli.context import Context, friendly_errors, pass_context
 from pyqueue.database import resolve
-from pyqueue.localserver import LocalServer, default_base_dir
+from pyqueue.localserver import LocalServer, default_data_dir
 
 # Shared by the commands that can bring the schema up to date before they start.
 migrate_option = click.option(
@@ -109,7 +109,7 @@ def server() -> None:
 def private_server(ctx: click.Context) -> LocalServer:
     options = ctx.find_object(Context)
     data_dir = options.data_dir if options is not None else None
-    return LocalServer(data_dir or default_base_dir())
+    return LocalServer(data_dir or default_data_dir())
 
 
 @server.command("start")
