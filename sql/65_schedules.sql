@@ -27,6 +27,9 @@ AS $$
 DECLARE
     next_run timestamptz;
 BEGIN
+    PERFORM _authorize(schedule.queue, 'enqueue');
+    -- Replacing a schedule moves it off its old queue: that needs 'enqueue' there too.
+    PERFORM _authorize(s.queue, 'enqueue') FROM cron_schedules s WHERE s.name = schedule.name;
     IF _is_queue_name(schedule.name) IS NOT TRUE THEN
         RAISE EXCEPTION 'pyqueue: invalid schedule name %',
             coalesce(quote_literal(left(schedule.name, 120)), 'NULL')
@@ -70,6 +73,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM _authorize(s.queue, 'enqueue') FROM cron_schedules s WHERE s.name = unschedule.name;
     DELETE FROM cron_schedules WHERE name = unschedule.name;
     RETURN FOUND;
 END;
