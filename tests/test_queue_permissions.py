@@ -1,0 +1,333 @@
+"""Queue-level permissions (issue 25, sql/03_permissions.sql), as real login roles.
+
+A role with queue grants may act only on the queues they match, each action
+(enqueue, work, read) granted apart; a role with none acts on every queue.
+Each test connects as LOGIN roles of its own (helpers.login_role) and checks
+what is refused (SQLSTATE 42501, naming the queue and the action) and what
+still works, from SQL and through the Python client.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import errors
+
+import pyqueue
+from tests.helpers import claim, enqueue, login_role, scalar, sqlstate_of, writes_nothing
+
+Conn = psycopg.Connection[Any]
+
+
+def connect(conninfo: str) -> Conn:
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def refused(conn: Conn, statement: str, params: Any = None, *, queue: str, action: str) -> None:
+    """The statement fails with 42501, and the message names the queue and the action."""
+    error = sqlstate_of(conn, statement, params)
+    assert isinstance(error, errors.InsufficientPrivilege), error
+    assert f"may not {action} on queue '{queue}'" in str(error), str(error)
+
+
+def grant(db: Conn, conninfo: str, pattern: str, actions: list[str]) -> None:
+    role = psycopg.conninfo.conninfo_to_dict(conninfo)["user"]
+    db.execute("SELECT pyqueue.grant_queues(%s, %s, %s)", [role, pattern, actions])
+
+
+# ---- the issue's "done when" ---------------------------------------------------
+
+
+def test_a_producer_granted_a_star_enqueues_and_reads_only_a_queues(db, dsn):
+    other = enqueue(db, "b.x", '{"secret": "of b"}')
+    mine_before = enqueue(db, "a.y", '{"n": 0}')
+    with login_role(db, dsn, "pyqueue_producer") as producer:
+        grant(db, producer, "a.*", ["enqueue", "read"])
+        with connect(producer) as conn:
+            mine = scalar(conn, "SELECT pyqueue.enqueue('a.x', '{\"n\": 1}')")
+            with writes_nothing(db):
+                refused(conn, "SELECT pyqueue.enqueue('b.x', '{}')", queue="b.x", action="enqueue")
+            refused(conn, "SELECT * FROM pyqueue.get_job(%s)", [other], queue="b.x", action="read")
+            listed = conn.execute("SELECT id, queue FROM pyqueue.list_jobs()").fetchall()
+            assert sorted(listed) == sorted([(mine_before, "a.y"), (mine, "a.x")])
+            summaries = conn.execute("SELECT id FROM pyqueue.job_summaries()").fetchall()
+            assert sorted(summaries) == sorted([(mine_before,), (mine,)])
+            assert conn.execute("SELECT queue FROM pyqueue.get_job(%s)", [mine]).fetchone() == (
+                "a.x",
+            )
+        # The same through the Python client.
+        with pyqueue.Queue(producer) as q:
+            new = q.enqueue("a.z", {"n": 2})
+            assert q.get_job(new).status == "pending"
+            assert {j.queue for j in q.list_jobs()} == {"a.x", "a.y", "a.z"}
+            with pytest.raises(errors.InsufficientPrivilege, match="may not enqueue on queue 'b.x'"):
+                q.enqueue("b.x", {})
+            with pytest.raises(errors.InsufficientPrivilege, match="may not read on queue 'b.x'"):
+                q.get_job(other)
+    assert scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'b.x'") == 1
+
+
+# ---- each action ------------------------------------------------------------------
+
+
+def test_enqueue_needs_enqueue_and_a_key_needs_read(db, dsn):
+    with login_role(db, dsn, "pyqueue_producer") as producer:
+        grant(db, producer, "a.*", ["read"])
+        grant(db, producer, "w.*", ["enqueue"])
+        with connect(producer) as conn:
+            refused(conn, "SELECT pyqueue.enqueue('a.x', '{}')", queue="a.x", action="enqueue")
+            refused(
+                conn,
+                "SELECT pyqueue.enqueue_batch('a.x', ARRAY['1']::jsonb[])",
+                queue="a.x",
+                action="enqueue",
+            )
+            assert scalar(conn, "SELECT pyqueue.enqueue('w.only', '{}')") > 0
+            assert len(conn.execute(
+                "SELECT pyqueue.enqueue_batch('w.only', ARRAY['1', '2']::jsonb[])").fetchall()) == 2  # fmt: skip
+            # Another application's key on a queue this role may enqueue to but
+            # not read: it would answer with that job's id, so it is refused,
+            # held or not (the refusal says nothing about whether it is held).
+            held = enqueue(db, "w.only", idempotency_key="their-key")
+            with writes_nothing(db):
+                for key in ("their-key", "free-key"):
+                    refused(
+                        conn,
+                        "SELECT pyqueue.enqueue('w.only', '{}', idempotency_key => %s)",
+                        [key],
+                        queue="w.only",
+                        action="read",
+                    )
+                    refused(
+                        conn,
+                        "SELECT pyqueue.enqueue_batch('w.only', ARRAY['1']::jsonb[],"
+                        " idempotency_keys => ARRAY[%s])",
+                        [key],
+                        queue="w.only",
+                        action="read",
+                    )
+        grant(db, producer, "w.only", ["read"])
+        with connect(producer) as conn:
+            # With read, keys work as ever: the held key matches its job.
+            assert scalar(
+                conn, "SELECT pyqueue.enqueue('w.only', '{}', idempotency_key => 'their-key')"
+            ) == held
+            assert conn.execute(
+                "SELECT * FROM pyqueue.enqueue_batch('w.only', ARRAY['1']::jsonb[],"
+                " idempotency_keys => ARRAY['their-key'])"
+            ).fetchall() == [(held,)]
+
+
+def test_work_covers_the_claim_and_everything_a_lease_allows(db, dsn):
+    mine = [enqueue(db, "a.work") for _ in range(5)]
+    theirs = enqueue(db, "b.work")
+    with login_role(db, dsn, "pyqueue_worker") as worker:
+        grant(db, worker, "a.*", ["work", "read"])
+        with connect(worker) as conn:
+            with writes_nothing(db):
+                refused(
+                    conn,
+                    "SELECT * FROM pyqueue.claim_batch(ARRAY['a.work', 'b.work'], 'w', 10)",
+                    queue="b.work",
+                    action="work",
+                )
+            held = claim(conn, "a.work", 5)
+            assert sorted(c.id for c in held) == mine
+            (a, b, c, d, e) = held
+            assert scalar(conn, "SELECT pyqueue.report_progress(%s, %s, 5)", [a.id, a.lease_token])
+            assert sorted(conn.execute(
+                "SELECT * FROM pyqueue.heartbeat(%s, %s)",
+                [[a.id, b.id], [a.lease_token, b.lease_token]],
+            ).fetchall()) == sorted([(a.id,), (b.id,)])  # fmt: skip
+            assert scalar(conn, "SELECT pyqueue.complete(%s, %s)", [a.id, a.lease_token])
+            assert conn.execute(
+                "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[b.id], [b.lease_token]]
+            ).fetchall() == [(b.id,)]
+            assert scalar(conn, "SELECT pyqueue.fail(%s, %s, 'x')", [c.id, c.lease_token]) == (
+                "pending"
+            )
+            assert conn.execute(
+                "SELECT * FROM pyqueue.release(%s, %s)", [[d.id], [d.lease_token]]
+            ).fetchall() == [(d.id,)]
+        # Ids of other queues' jobs, without their lease, learn nothing: lost.
+        with connect(worker) as conn:
+            assert conn.execute(
+                "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[theirs], [e.lease_token]]
+            ).fetchall() == []
+        # A lease held when the grant went: every lease call is refused.
+        grant(db, worker, "z.other", ["read"])
+        db.execute("SELECT pyqueue.revoke_queues(%s, 'a.*')",
+                   [psycopg.conninfo.conninfo_to_dict(worker)["user"]])  # fmt: skip
+        with connect(worker) as conn:
+            token = e.lease_token
+            with writes_nothing(db):
+                for statement, params in [
+                    ("SELECT pyqueue.complete(%s, %s)", [e.id, token]),
+                    ("SELECT * FROM pyqueue.complete_batch(%s, %s)", [[e.id], [token]]),
+                    ("SELECT pyqueue.fail(%s, %s, 'x')", [e.id, token]),
+                    ("SELECT * FROM pyqueue.fail_batch(%s, %s, %s)", [[e.id], [token], ["x"]]),
+                    ("SELECT * FROM pyqueue.heartbeat(%s, %s)", [[e.id], [token]]),
+                    ("SELECT pyqueue.report_progress(%s, %s, 1)", [e.id, token]),
+                    ("SELECT * FROM pyqueue.release(%s, %s)", [[e.id], [token]]),
+                ]:
+                    refused(conn, statement, params, queue="a.work", action="work")
+
+
+def test_read_covers_get_list_and_wait(db, dsn):
+    done = enqueue(db, "r.ok")
+    token = claim(db, "r.ok")[0].lease_token
+    db.execute("SELECT pyqueue.complete(%s, %s, '{\"v\": 1}')", [done, token])
+    hidden = enqueue(db, "s.hidden")
+    with login_role(db, dsn, "pyqueue_producer") as reader:
+        grant(db, reader, "r.ok", ["read"])
+        with connect(reader) as conn:
+            assert [r[0] for r in conn.execute("SELECT id FROM pyqueue.list_jobs()")] == [done]
+            assert conn.execute("SELECT id FROM pyqueue.list_jobs(queue => 's.hidden')").fetchall() == []
+            assert conn.execute(
+                "SELECT id FROM pyqueue.job_summaries(queue => 's.hidden')").fetchall() == []  # fmt: skip
+            refused(conn, "SELECT pyqueue.get_job(%s)", [hidden], queue="s.hidden", action="read")
+        with pyqueue.Queue(reader) as q:
+            assert q.wait(done, timeout=5).result == {"v": 1}
+            with pytest.raises(errors.InsufficientPrivilege):
+                q.wait(hidden, timeout=5)
+
+
+def test_operator_actions_check_the_queue(db, dsn):
+    pending = enqueue(db, "b.ops")
+    dead = enqueue(db, "b.ops", max_attempts=1)
+    db.execute("UPDATE pyqueue.jobs SET priority = -1 WHERE id = %s", [pending])
+    (c,) = claim(db, "b.ops")
+    assert c.id == dead
+    db.execute("SELECT pyqueue.fail(%s, %s, 'x')", [dead, c.lease_token])
+    with login_role(db, dsn, "pyqueue_operator") as operator:
+        grant(db, operator, "a.*", ["work", "enqueue", "read"])
+        with connect(operator) as conn, writes_nothing(db):
+            refused(conn, "SELECT pyqueue.cancel(%s)", [pending], queue="b.ops", action="work")
+            refused(conn, "SELECT pyqueue.retry_dead(%s)", [dead], queue="b.ops", action="enqueue")
+            refused(conn, "SELECT pyqueue.configure_queue('b.ops', 5)", queue="b.ops", action="work")
+            # '*' sets every queue's defaults: only a grant on '*' allows it.
+            refused(conn, "SELECT pyqueue.configure_queue('*', 5)", queue="*", action="work")
+        grant(db, operator, "b.*", ["work", "enqueue"])
+        with connect(operator) as conn:
+            assert scalar(conn, "SELECT pyqueue.cancel(%s)", [pending]) is True
+            assert scalar(conn, "SELECT pyqueue.retry_dead(%s)", [dead]) > dead
+
+
+# ---- whose grants -------------------------------------------------------------------
+
+
+def test_set_role_neither_sheds_nor_escapes_grants(db, dsn):
+    hidden = enqueue(db, "b.x")
+    with (
+        login_role(db, dsn, "pyqueue_producer") as tenant_a,
+        login_role(db, dsn, "pyqueue_producer") as pooler,
+    ):
+        a_name = psycopg.conninfo.conninfo_to_dict(tenant_a)["user"]
+        pooler_name = psycopg.conninfo.conninfo_to_dict(pooler)["user"]
+        grant(db, tenant_a, "a.*", ["enqueue", "read"])
+        db.execute(f"GRANT {a_name} TO {pooler_name}")
+        with connect(tenant_a) as conn:
+            # pyqueue_producer holds no grants, but the login still does.
+            conn.execute("SET ROLE pyqueue_producer")
+            refused(conn, "SELECT pyqueue.enqueue('b.x', '{}')", queue="b.x", action="enqueue")
+            refused(conn, "SELECT pyqueue.get_job(%s)", [hidden], queue="b.x", action="read")
+        with connect(pooler) as conn:
+            # An unrestricted login acting as a tenant is held to the tenant's grants.
+            assert scalar(conn, "SELECT pyqueue.enqueue('b.x', '{}')") > 0
+            conn.execute(f"SET ROLE {a_name}")
+            refused(conn, "SELECT pyqueue.enqueue('b.x', '{}')", queue="b.x", action="enqueue")
+            assert scalar(conn, "SELECT pyqueue.enqueue('a.x', '{}')") > 0
+            conn.execute("RESET ROLE")
+            assert scalar(conn, "SELECT pyqueue.enqueue('b.x', '{}')") > 0
+
+
+def test_a_role_without_grants_acts_on_every_queue(db, dsn):
+    with login_role(db, dsn, "pyqueue_producer", "pyqueue_worker") as app:
+        with connect(app) as conn:
+            for queue in ("a.x", "b.x", "anything"):
+                job_id = scalar(conn, "SELECT pyqueue.enqueue(%s, '{}', idempotency_key => 'k')",
+                                [queue])  # fmt: skip
+                assert scalar(conn, "SELECT queue FROM pyqueue.get_job(%s)", [job_id]) == queue
+            assert len(conn.execute("SELECT * FROM pyqueue.list_jobs()").fetchall()) == 3
+            assert len(claim(conn, "b.x")) == 1
+
+
+# ---- granting and revoking ---------------------------------------------------------
+
+
+def test_grant_and_revoke(db, dsn):
+    with login_role(db, dsn, "pyqueue_producer") as app:
+        name = psycopg.conninfo.conninfo_to_dict(app)["user"]
+        assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'a.*', '{read}')", [name]) == ["read"]
+        assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'a.*', '{enqueue,read}')",
+                      [name]) == ["enqueue", "read"]  # fmt: skip
+        assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'c', '{work}')", [name]) == ["work"]
+        assert scalar(db, "SELECT pyqueue.revoke_queues(%s, 'c')", [name]) is True
+        assert scalar(db, "SELECT pyqueue.revoke_queues(%s, 'c')", [name]) is False
+        # The last grant: removing it would let the role act on every queue.
+        error = sqlstate_of(db, "SELECT pyqueue.revoke_queues(%s, 'a.*')", [name])
+        assert error.sqlstate == "55000" and "last queue grant" in str(error)
+        with connect(app) as conn:
+            refused(conn, "SELECT pyqueue.enqueue('b', '{}')", queue="b", action="enqueue")
+        assert scalar(db, "SELECT pyqueue.revoke_queues(%s, NULL)", [name]) is True
+        with connect(app) as conn:
+            assert scalar(conn, "SELECT pyqueue.enqueue('b', '{}')") > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate", "words"),
+    [
+        ("SELECT pyqueue.grant_queues('no_such_role_x', 'a', '{read}')", "42704", "no role"),
+        ("SELECT pyqueue.grant_queues(NULL, 'a', '{read}')", "42704", "no role"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a b', '{read}')", "22023", "pattern"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a*b', '{read}')", "22023", "pattern"),
+        ("SELECT pyqueue.grant_queues(current_user, '**', '{read}')", "22023", "pattern"),
+        ("SELECT pyqueue.grant_queues(current_user, NULL, '{read}')", "22023", "pattern"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a', '{}')", "22023", "actions"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a', NULL)", "22023", "actions"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a', '{admin}')", "22023", "actions"),
+        ("SELECT pyqueue.grant_queues(current_user, 'a', '{read,NULL}')", "22023", "actions"),
+    ],
+)
+def test_bad_grants_are_refused_naming_the_problem(db, call, sqlstate, words):
+    with writes_nothing(db):
+        error = sqlstate_of(db, call)
+    assert error.sqlstate == sqlstate and words in str(error), str(error)
+    assert scalar(db, "SELECT count(*) FROM pyqueue.queue_grants") == 0
+
+
+def matches(pattern: str, queue: str) -> bool:
+    """The model: an exact name, or a prefix ending in '*'."""
+    if pattern.endswith("*"):
+        return queue.startswith(pattern[:-1])
+    return pattern == queue
+
+
+NAMES = st.from_regex(re.compile(r"[a-c][a-c_.]{0,4}", re.ASCII), fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    patterns=st.lists(
+        st.one_of(NAMES, NAMES.map(lambda n: n + "*"), st.just("*")), min_size=1, max_size=3
+    ),
+    queue=NAMES,
+)
+def test_a_queue_is_allowed_exactly_when_a_pattern_matches(db, patterns, queue):
+    # Checked as the owner's own session with grants of its own: the owner
+    # holds grants like any role ('_' is a letter here, not a wildcard).
+    db.execute("DELETE FROM pyqueue.queue_grants")
+    for pattern in patterns:
+        db.execute("SELECT pyqueue.grant_queues(current_user, %s, '{read}')", [pattern])
+    try:
+        may = scalar(db, "SELECT pyqueue._may(%s, 'read')", [queue])
+        may_enqueue = scalar(db, "SELECT pyqueue._may(%s, 'enqueue')", [queue])
+    finally:
+        db.execute("DELETE FROM pyqueue.queue_grants")
+    assert may == any(matches(p, queue) for p in patterns)
+    assert may_enqueue is False
