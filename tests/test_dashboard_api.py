@@ -190,16 +190,29 @@ def test_unknown_job_is_404_with_the_reason(base: str) -> None:
     assert http(base + "/jobs/999999").status == 404
 
 
-def test_jobs_are_listed_newest_first_by_page_and_filter(db: Conn, base: str) -> None:
+def test_jobs_are_listed_newest_first_by_keyset_and_filter(db: Conn, base: str) -> None:
     ids = [enqueue(db, "bulk", {"i": i}) for i in range(120)]
     other = enqueue(db, "other", {})
 
     first = http(base + "/api/jobs?queue=bulk").json()
     assert [j["id"] for j in first["jobs"]] == ids[::-1][:50]
     assert first["has_more"] is True
-    third = http(base + "/api/jobs?queue=bulk&page=3").json()
+    assert first["next_before_id"] == ids[::-1][49]
+    # Listings carry no payload, result or traceback.
+    assert not {"payload", "result", "traceback"} & set(first["jobs"][0])
+    second = http(base + f"/api/jobs?queue=bulk&before_id={first['next_before_id']}").json()
+    assert [j["id"] for j in second["jobs"]] == ids[::-1][50:100]
+    third = http(base + f"/api/jobs?queue=bulk&before_id={second['next_before_id']}").json()
     assert [j["id"] for j in third["jobs"]] == ids[::-1][100:]
-    assert third["has_more"] is False
+    assert third["has_more"] is False and third["next_before_id"] is None
+    page = http(base + f"/jobs?queue=bulk&before_id={first['next_before_id']}").body
+    assert f'href="/jobs/{ids[69]}"' in page and f'href="/jobs/{ids[70]}"' not in page
+    assert f'href="/jobs?queue=bulk&amp;before_id={second["next_before_id"]}"' in page
+    # page numbers are gone but for the first; the refusal names before_id.
+    assert http(base + "/api/jobs?queue=bulk&page=1").json()["jobs"] == first["jobs"]
+    for path in ("/api/jobs?page=3", "/jobs?page=1000000000", "/api/jobs?before_id=%C2%B2"):
+        refused = http(base + path)
+        assert refused.status == 400 and "before_id" in refused.body, path
 
     everything = http(base + "/api/jobs").json()["jobs"]
     assert everything[0]["id"] == other

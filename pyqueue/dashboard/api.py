@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from pyqueue.dashboard.pages import page_number, reads
+from pyqueue.dashboard.pages import before_id, next_before_id, page_number, reads
 from pyqueue.dashboard.reads import Reads
 from pyqueue.dashboard.security import CSRF_FIELD, csrf_ok
 
@@ -39,14 +39,21 @@ async def jobs(request: Request) -> Response:
         return JSONResponse(
             {"jobs": await run_in_threadpool(db.jobs_with_key, key), "has_more": False}
         )
-    page = page_number(request)
+    before = before_id(request)
     found, has_more = await run_in_threadpool(
         db.jobs,
         status=request.query_params.get("status") or None,
         queue=request.query_params.get("queue") or None,
-        page=page,
+        before_id=before,
     )
-    return JSONResponse({"jobs": found, "page": page, "has_more": has_more})
+    return JSONResponse(
+        {
+            "jobs": found,
+            "before_id": before,
+            "has_more": has_more,
+            "next_before_id": next_before_id(found, has_more),
+        }
+    )
 
 
 async def job(request: Request) -> Response:

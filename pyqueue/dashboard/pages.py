@@ -75,6 +75,31 @@ def page_number(request: Request) -> int:
     return int(raw)
 
 
+def before_id(request: Request) -> int | None:
+    """Where a page of the jobs list starts: below this job id (None: the newest).
+
+    The jobs list is paged by keyset, never by number: a page number deep in a
+    long list made the database read every row before it. page=1 (the newest)
+    is still taken; any other page number is refused, naming before_id.
+    """
+    page = request.query_params.get("page")
+    if page is not None and page != "1":
+        raise InvalidArgument(
+            "jobs are paged by before_id (the last job id shown), not by page number"
+        )
+    raw = request.query_params.get("before_id", "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) < 2**63):
+        raise InvalidArgument(f"before_id must be a job id, not {raw[:20]!r}")
+    return int(raw)
+
+
+def next_before_id(jobs: list[dict[str, Any]], has_more: bool) -> int | None:
+    """The before_id of the page after this one, if there is one."""
+    return int(jobs[-1]["id"]) if has_more and jobs else None
+
+
 async def overview(request: Request) -> Response:
     return render(
         request, "overview.html", queues=await run_in_threadpool(reads(request).queue_stats)
@@ -86,7 +111,7 @@ async def job_list(request: Request) -> Response:
     queue = request.query_params.get("queue") or None
     status = request.query_params.get("status") or None
     search = request.query_params.get("q", "").strip()
-    page = page_number(request)
+    before = before_id(request)
     if search:
         if search.isdigit():
             try:
@@ -97,20 +122,26 @@ async def job_list(request: Request) -> Response:
         jobs, has_more = await run_in_threadpool(db.jobs_with_key, search), False
         api_query = {"key": search}
     else:
-        jobs, has_more = await run_in_threadpool(db.jobs, status=status, queue=queue, page=page)
-        api_query = {k: v for k, v in request.query_params.items() if k != "q" and v}
+        jobs, has_more = await run_in_threadpool(
+            db.jobs, status=status, queue=queue, before_id=before
+        )
+        api_query = {k: v for k, v in request.query_params.items() if k in ("queue", "status") and v}
+        if before is not None:
+            api_query["before_id"] = str(before)
+    filters = {k: v for k, v in api_query.items() if k != "before_id"}
+    following = next_before_id(jobs, has_more)
     return render(
         request,
         "jobs.html",
         jobs=jobs,
-        page=page,
-        has_more=has_more,
+        before_id=before,
+        newest_url="/jobs?" + urlencode(filters),
+        older_url=None if following is None else "/jobs?" + urlencode({**filters, "before_id": following}),
         queue=queue or "",
         status=status or "",
         search=search,
         queues=[row["queue"] for row in await run_in_threadpool(db.queue_stats)],
         api_url="/api/jobs?" + urlencode(api_query),
-        page_url=lambda n: "/jobs?" + urlencode({**api_query, "page": n}),
     )
 
 
