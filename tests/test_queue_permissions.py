@@ -10,6 +10,7 @@ still works, from SQL and through the Python client.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import psycopg
@@ -65,9 +66,11 @@ def test_a_producer_granted_a_star_enqueues_and_reads_only_a_queues(db, dsn):
             new = q.enqueue("a.z", {"n": 2})
             assert q.get_job(new).status == "pending"
             assert {j.queue for j in q.list_jobs()} == {"a.x", "a.y", "a.z"}
-            with pytest.raises(errors.InsufficientPrivilege, match="may not enqueue on queue 'b.x'"):
+            with pytest.raises(
+                errors.InsufficientPrivilege, match=r"may not enqueue on queue 'b\.x'"
+            ):
                 q.enqueue("b.x", {})
-            with pytest.raises(errors.InsufficientPrivilege, match="may not read on queue 'b.x'"):
+            with pytest.raises(errors.InsufficientPrivilege, match=r"may not read on queue 'b\.x'"):
                 q.get_job(other)
     assert scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'b.x'") == 1
 
@@ -88,8 +91,8 @@ def test_enqueue_needs_enqueue_and_a_key_needs_read(db, dsn):
                 action="enqueue",
             )
             assert scalar(conn, "SELECT pyqueue.enqueue('w.only', '{}')") > 0
-            assert len(conn.execute(
-                "SELECT pyqueue.enqueue_batch('w.only', ARRAY['1', '2']::jsonb[])").fetchall()) == 2  # fmt: skip
+            two = conn.execute("SELECT pyqueue.enqueue_batch('w.only', ARRAY['1', '2']::jsonb[])")
+            assert len(two.fetchall()) == 2
             # Another application's key on a queue this role may enqueue to but
             # not read: it would answer with that job's id, so it is refused,
             # held or not (the refusal says nothing about whether it is held).
@@ -114,9 +117,12 @@ def test_enqueue_needs_enqueue_and_a_key_needs_read(db, dsn):
         grant(db, producer, "w.only", ["read"])
         with connect(producer) as conn:
             # With read, keys work as ever: the held key matches its job.
-            assert scalar(
-                conn, "SELECT pyqueue.enqueue('w.only', '{}', idempotency_key => 'their-key')"
-            ) == held
+            assert (
+                scalar(
+                    conn, "SELECT pyqueue.enqueue('w.only', '{}', idempotency_key => 'their-key')"
+                )
+                == held
+            )
             assert conn.execute(
                 "SELECT * FROM pyqueue.enqueue_batch('w.only', ARRAY['1']::jsonb[],"
                 " idempotency_keys => ARRAY['their-key'])"
@@ -156,9 +162,12 @@ def test_work_covers_the_claim_and_everything_a_lease_allows(db, dsn):
             ).fetchall() == [(d.id,)]
         # Ids of other queues' jobs, without their lease, learn nothing: lost.
         with connect(worker) as conn:
-            assert conn.execute(
-                "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[theirs], [e.lease_token]]
-            ).fetchall() == []
+            assert (
+                conn.execute(
+                    "SELECT * FROM pyqueue.complete_batch(%s, %s)", [[theirs], [e.lease_token]]
+                ).fetchall()
+                == []
+            )
         # A lease held when the grant went: every lease call is refused.
         grant(db, worker, "z.other", ["read"])
         db.execute("SELECT pyqueue.revoke_queues(%s, 'a.*')",
@@ -187,9 +196,12 @@ def test_read_covers_get_list_and_wait(db, dsn):
         grant(db, reader, "r.ok", ["read"])
         with connect(reader) as conn:
             assert [r[0] for r in conn.execute("SELECT id FROM pyqueue.list_jobs()")] == [done]
-            assert conn.execute("SELECT id FROM pyqueue.list_jobs(queue => 's.hidden')").fetchall() == []
-            assert conn.execute(
-                "SELECT id FROM pyqueue.job_summaries(queue => 's.hidden')").fetchall() == []  # fmt: skip
+            assert (
+                conn.execute("SELECT id FROM pyqueue.list_jobs(queue => 's.hidden')").fetchall()
+                == []
+            )
+            hidden_rows = conn.execute("SELECT id FROM pyqueue.job_summaries(queue => 's.hidden')")
+            assert hidden_rows.fetchall() == []
             refused(conn, "SELECT pyqueue.get_job(%s)", [hidden], queue="s.hidden", action="read")
         with pyqueue.Queue(reader) as q:
             assert q.wait(done, timeout=5).result == {"v": 1}
@@ -209,7 +221,9 @@ def test_operator_actions_check_the_queue(db, dsn):
         with connect(operator) as conn, writes_nothing(db):
             refused(conn, "SELECT pyqueue.cancel(%s)", [pending], queue="b.ops", action="work")
             refused(conn, "SELECT pyqueue.retry_dead(%s)", [dead], queue="b.ops", action="enqueue")
-            refused(conn, "SELECT pyqueue.configure_queue('b.ops', 5)", queue="b.ops", action="work")
+            refused(
+                conn, "SELECT pyqueue.configure_queue('b.ops', 5)", queue="b.ops", action="work"
+            )
             # '*' sets every queue's defaults: only a grant on '*' allows it.
             refused(conn, "SELECT pyqueue.configure_queue('*', 5)", queue="*", action="work")
         grant(db, operator, "b.*", ["work", "enqueue"])
@@ -247,14 +261,13 @@ def test_set_role_neither_sheds_nor_escapes_grants(db, dsn):
 
 
 def test_a_role_without_grants_acts_on_every_queue(db, dsn):
-    with login_role(db, dsn, "pyqueue_producer", "pyqueue_worker") as app:
-        with connect(app) as conn:
-            for queue in ("a.x", "b.x", "anything"):
-                job_id = scalar(conn, "SELECT pyqueue.enqueue(%s, '{}', idempotency_key => 'k')",
-                                [queue])  # fmt: skip
-                assert scalar(conn, "SELECT queue FROM pyqueue.get_job(%s)", [job_id]) == queue
-            assert len(conn.execute("SELECT * FROM pyqueue.list_jobs()").fetchall()) == 3
-            assert len(claim(conn, "b.x")) == 1
+    with login_role(db, dsn, "pyqueue_producer", "pyqueue_worker") as app, connect(app) as conn:
+        for queue in ("a.x", "b.x", "anything"):
+            job_id = scalar(conn, "SELECT pyqueue.enqueue(%s, '{}', idempotency_key => 'k')",
+                            [queue])  # fmt: skip
+            assert scalar(conn, "SELECT queue FROM pyqueue.get_job(%s)", [job_id]) == queue
+        assert len(conn.execute("SELECT * FROM pyqueue.list_jobs()").fetchall()) == 3
+        assert len(claim(conn, "b.x")) == 1
 
 
 # ---- granting and revoking ---------------------------------------------------------
@@ -311,7 +324,9 @@ def matches(pattern: str, queue: str) -> bool:
 NAMES = st.from_regex(re.compile(r"[a-c][a-c_.]{0,4}", re.ASCII), fullmatch=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     patterns=st.lists(
         st.one_of(NAMES, NAMES.map(lambda n: n + "*"), st.just("*")), min_size=1, max_size=3
@@ -331,3 +346,107 @@ def test_a_queue_is_allowed_exactly_when_a_pattern_matches(db, patterns, queue):
         db.execute("DELETE FROM pyqueue.queue_grants")
     assert may == any(matches(p, queue) for p in patterns)
     assert may_enqueue is False
+
+
+# ---- job summaries: keyset paging without payloads ------------------------------------
+
+
+def test_job_summaries_page_by_keyset_over_live_and_dead_jobs(db):
+    ids = [enqueue(db, "k.q", '{"big": "%s"}' % ("x" * 1000)) for _ in range(7)]
+    (c,) = claim(db, "k.q")
+    db.execute("UPDATE pyqueue.jobs SET max_attempts = 1 WHERE id = %s", [c.id])
+    db.execute("SELECT pyqueue.fail(%s, %s, 'first line\nsecond line')", [c.id, c.lease_token])
+    columns = [
+        d.name for d in db.execute("SELECT * FROM pyqueue.job_summaries() LIMIT 0").description
+    ]
+    assert not {"payload", "result", "traceback"} & set(columns)
+    seen, before = [], None
+    while True:
+        page = db.execute(
+            "SELECT id, status, error FROM pyqueue.job_summaries(before_id => %s, max_rows => 3)",
+            [before],
+        ).fetchall()
+        if not page:
+            break
+        seen += page
+        before = page[-1][0]
+    assert [r[0] for r in seen] == ids[::-1]
+    assert (c.id, "dead", "first line") in seen
+    listed = db.execute("SELECT id FROM pyqueue.list_jobs(max_rows => 3, before_id => %s)",
+                        [ids[4]]).fetchall()  # fmt: skip
+    assert listed == [(ids[3],), (ids[2],), (ids[1],)]
+    for bad in ("max_rows => 0", "max_rows => 501", "status => 'done'", "queue => 'a b'"):
+        assert sqlstate_of(db, f"SELECT * FROM pyqueue.job_summaries({bad})").sqlstate == "22023"
+
+
+def test_a_deep_page_reads_one_page_of_rows(db):
+    # The dashboard's page past 2000 used to read every row before it. A page
+    # by keyset reads the rows it shows (and the index entries before them).
+    db.execute(
+        "INSERT INTO pyqueue.jobs (queue, payload, max_attempts)"
+        " SELECT 'deep', jsonb_build_object('pad', repeat('x', 2000)), 3"
+        " FROM generate_series(1, 20000)"
+    )
+    db.execute("ANALYZE pyqueue.jobs")
+    plan = scalar(
+        db,
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+        " SELECT * FROM pyqueue.all_jobs WHERE id < 50 ORDER BY id DESC LIMIT 51",
+    )[0]
+    assert plan["Plan"]["Actual Rows"] == 49
+    assert plan["Plan"]["Shared Hit Blocks"] + plan["Plan"].get("Shared Read Blocks", 0) < 200
+    rows = db.execute("SELECT id FROM pyqueue.job_summaries(before_id => 50, max_rows => 500)")
+    assert [r[0] for r in rows] == list(range(49, 0, -1))
+
+
+# ---- max_result_bytes ---------------------------------------------------------------------
+
+
+def test_a_result_over_its_queues_limit_is_refused_naming_the_job(db):
+    assert scalar(db, "SELECT max_result_bytes FROM pyqueue.queue_settings('any')") == 1048576
+    db.execute("SELECT pyqueue.configure_queue('small', max_result_bytes => 100)")
+    assert scalar(db, "SELECT max_result_bytes FROM pyqueue.queue_settings('small')") == 100
+    enqueue(db, "small")
+    enqueue(db, "small")
+    a, b = claim(db, "small", 2)
+    big = '{"v": "%s"}' % ("x" * 200)
+    with writes_nothing(db):
+        error = sqlstate_of(
+            db,
+            "SELECT * FROM pyqueue.complete_batch(%s, %s, %s::jsonb[])",
+            [[a.id, b.id], [a.lease_token, b.lease_token], ['{"ok": 1}', big]],
+        )
+        assert error.sqlstate == "22023"
+        assert f"result of job {b.id} is" in str(error) and "limit of queue 'small'" in str(error)
+        error = sqlstate_of(db, "SELECT pyqueue.complete(%s, %s, %s)", [b.id, b.lease_token, big])
+        assert error.sqlstate == "22023"
+    assert scalar(db, "SELECT pyqueue.complete(%s, %s, '{\"ok\": 1}')", [a.id, a.lease_token])
+    for bad in ("0", "268435457"):
+        error = sqlstate_of(
+            db, f"SELECT pyqueue.configure_queue('small', max_result_bytes => {bad})"
+        )
+        assert error.sqlstate == "22023" and "max_result_bytes" in str(error)
+
+
+def test_the_python_worker_fails_a_job_whose_result_is_too_large(db, dsn):
+    db.execute("SELECT pyqueue.configure_queue('results', max_result_bytes => 200)")
+    worker = pyqueue.Worker(poll_interval=0.05)
+
+    @worker.handler("results")
+    def handle(payload, job):
+        return {"v": "x" * payload["n"]}
+
+    with pyqueue.Queue(dsn) as q:
+        small = q.enqueue("results", {"n": 10})
+        large = q.enqueue("results", {"n": 500}, max_attempts=1)
+        thread = threading.Thread(
+            target=worker.run, args=(dsn,), kwargs={"install_signal_handlers": False}
+        )
+        thread.start()
+        try:
+            done, dead = q.wait(small, timeout=30), q.wait(large, timeout=30)
+        finally:
+            worker.stop()
+            thread.join(30)
+    assert done.status == "completed"
+    assert dead.status == "dead" and "over the limit of queue 'results'" in (dead.error or "")

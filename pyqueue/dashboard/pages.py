@@ -125,7 +125,9 @@ async def job_list(request: Request) -> Response:
         jobs, has_more = await run_in_threadpool(
             db.jobs, status=status, queue=queue, before_id=before
         )
-        api_query = {k: v for k, v in request.query_params.items() if k in ("queue", "status") and v}
+        api_query = {
+            k: v for k, v in request.query_params.items() if k in ("queue", "status") and v
+        }
         if before is not None:
             api_query["before_id"] = str(before)
     filters = {k: v for k, v in api_query.items() if k != "before_id"}
@@ -136,7 +138,9 @@ async def job_list(request: Request) -> Response:
         jobs=jobs,
         before_id=before,
         newest_url="/jobs?" + urlencode(filters),
-        older_url=None if following is None else "/jobs?" + urlencode({**filters, "before_id": following}),
+        older_url=None
+        if following is None
+        else "/jobs?" + urlencode({**filters, "before_id": following}),
         queue=queue or "",
         status=status or "",
         search=search,
