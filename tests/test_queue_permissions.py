@@ -450,3 +450,30 @@ def test_the_python_worker_fails_a_job_whose_result_is_too_large(db, dsn):
             thread.join(30)
     assert done.status == "completed"
     assert dead.status == "dead" and "over the limit of queue 'results'" in (dead.error or "")
+
+
+def test_the_cli_runs_as_an_operator_login(db, dsn):
+    from click.testing import CliRunner
+
+    from pyqueue.cli import main
+
+    pending = enqueue(db, "cli.q")
+    dead = enqueue(db, "cli.q", max_attempts=1)
+    db.execute("UPDATE pyqueue.jobs SET priority = 1 WHERE id = %s", [dead])
+    (c,) = claim(db, "cli.q")
+    db.execute("SELECT pyqueue.fail(%s, %s, 'boom')", [c.id, c.lease_token])
+    with login_role(db, dsn, "pyqueue_operator") as operator:
+        runner = CliRunner()
+        for args in (
+            ["status"],
+            ["jobs", "--queue", "cli.q"],
+            ["job", str(pending)],
+            ["dead"],
+            ["retry", str(dead)],
+            ["cancel", str(pending)],
+        ):
+            result = runner.invoke(main, args, env={"DATABASE_URL": operator})
+            assert result.exit_code == 0, (args, result.output)
+        refused_purge = runner.invoke(main, ["purge"], env={"DATABASE_URL": operator})
+        assert refused_purge.exit_code != 0
+    assert scalar(db, "SELECT status FROM pyqueue.jobs WHERE id = %s", [pending]) == "cancelled"
