@@ -3,6 +3,21 @@
 -- drops what the migration added and restores the code as it was.
 SET LOCAL lock_timeout = '10s';
 
+-- pyqueue_operator came with this version: take back what it holds here, and
+-- drop it unless another database still grants it something (as 0001 does
+-- for the other roles).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyqueue FROM pyqueue_operator;
+REVOKE ALL ON ALL TABLES IN SCHEMA pyqueue FROM pyqueue_operator;
+REVOKE ALL ON TYPE pyqueue.job_summary FROM pyqueue_operator;
+REVOKE ALL ON SCHEMA pyqueue FROM pyqueue_operator;
+DO $$
+BEGIN
+    DROP ROLE IF EXISTS pyqueue_operator;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+    RAISE NOTICE 'pyqueue: role pyqueue_operator kept: another database still uses it';
+END;
+$$;
+
 DROP FUNCTION pyqueue.list_jobs(text, text, integer, bigint);
 DROP FUNCTION pyqueue.configure_queue(text, integer, interval, interval, interval, integer,
                                       interval, interval, integer);
