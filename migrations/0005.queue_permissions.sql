@@ -1768,9 +1768,26 @@ BEGIN
            a.progress, a.progress_message, left(split_part(a.error, E'\n', 1), 200),
            a.idempotency_key, a.worker, a.created_at, a.started_at, a.finished_at,
            a.retried_as, a.finished
-    FROM all_jobs a
-    WHERE (job_summaries.status IS NULL OR a.status = job_summaries.status)
-      AND (job_summaries.queue IS NULL OR a.queue = job_summaries.queue)
+    FROM (
+        -- The two tables of all_jobs, each skipped whole when the status
+        -- asked for cannot be in it: otherwise a list of dead letters would
+        -- read every live job on the way (the planner cannot tell from a
+        -- parameter which branch of the view it excludes).
+        SELECT j.id, j.queue, j.status::text AS status, j.priority, j.attempt, j.max_attempts,
+               j.run_at, j.progress, j.progress_message, j.error, j.idempotency_key, j.worker,
+               j.created_at, j.started_at, j.finished_at, NULL::bigint AS retried_as,
+               j.status IN ('completed', 'cancelled') AS finished
+        FROM jobs j
+        WHERE job_summaries.status IS DISTINCT FROM 'dead'
+          AND (job_summaries.status IS NULL OR j.status = job_summaries.status)
+        UNION ALL
+        SELECT d.id, d.queue, 'dead', d.priority, d.attempt, d.max_attempts, NULL,
+               d.progress, d.progress_message, d.error, d.idempotency_key, d.worker,
+               d.created_at, d.started_at, d.dead_at, d.retried_as, true
+        FROM dead_jobs d
+        WHERE job_summaries.status IS NULL OR job_summaries.status = 'dead'
+    ) AS a
+    WHERE (job_summaries.queue IS NULL OR a.queue = job_summaries.queue)
       AND (job_summaries.idempotency_key IS NULL
            OR a.idempotency_key = job_summaries.idempotency_key)
       -- coalesce, not "IS NULL OR": the bound stays an index condition.
