@@ -78,8 +78,16 @@ CREATE OR REPLACE FUNCTION pyqueue._authorize(queue text, action text) RETURNS v
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    refusing text := pyqueue._refusing_role(queue, action);
+    refusing text;
 BEGIN
+    -- The everyday case, on every enqueue and claim: no grant for the
+    -- session's roles. _restricted()'s query, written out here to spare the
+    -- hot path a nested call.
+    IF NOT EXISTS (SELECT 1 FROM pyqueue.queue_grants g
+                   WHERE g.role IN (session_user::text, nullif(current_setting('role'), 'none'))) THEN
+        RETURN;
+    END IF;
+    refusing := pyqueue._refusing_role(queue, action);
     IF refusing IS NOT NULL THEN
         RAISE EXCEPTION 'pyqueue: role % may not % on queue %', quote_ident(refusing), action,
             quote_literal(queue)
