@@ -477,3 +477,16 @@ def test_the_cli_runs_as_an_operator_login(db, dsn):
         refused_purge = runner.invoke(main, ["purge"], env={"DATABASE_URL": operator})
         assert refused_purge.exit_code != 0
     assert scalar(db, "SELECT status FROM pyqueue.jobs WHERE id = %s", [pending]) == "cancelled"
+
+
+def test_maintain_fires_only_the_schedules_a_restricted_worker_may_enqueue(db, dsn):
+    for name, queue in (("mine", "a.cron"), ("theirs", "b.cron")):
+        db.execute("SELECT pyqueue.schedule(%s, '* * * * *', %s)", [name, queue])
+    db.execute("UPDATE pyqueue.cron_schedules SET next_run_at = now() - interval '1 minute'")
+    with login_role(db, dsn, "pyqueue_worker") as worker:
+        grant(db, worker, "a.*", ["work", "enqueue"])
+        with connect(worker) as conn:
+            assert scalar(conn, "SELECT pyqueue.maintain()")["fired"] == 1
+    assert db.execute("SELECT queue FROM pyqueue.jobs").fetchall() == [("a.cron",)]
+    assert scalar(db, "SELECT pyqueue.maintain()")["fired"] == 1
+    assert scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'b.cron'") == 1
