@@ -100,9 +100,10 @@ CANCEL = "SELECT pyqueue.cancel(%s)"
 PURGE = "SELECT pyqueue.purge(%s, %s)"
 
 # A queue's defaults ('*': every queue's): (queue, max_attempts, backoff_base,
-# backoff_max, retention, max_payload_bytes, timeout, dead_retention), NULL
-# keeping one as it is. Returns one row: the effective settings.
-CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s)"
+# backoff_max, retention, max_payload_bytes, timeout, dead_retention,
+# max_result_bytes), NULL keeping one as it is. Returns one row: the effective
+# settings.
+CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 # Create or replace a cron schedule: (name, cron, queue, payload as JSON text,
 # tz, priority, max_attempts). Returns one row: (the next tick,).

@@ -429,7 +429,6 @@ def test_a_result_over_its_queues_limit_is_refused_naming_the_job(db):
 
 
 def test_the_python_worker_fails_a_job_whose_result_is_too_large(db, dsn):
-    db.execute("SELECT pyqueue.configure_queue('results', max_result_bytes => 200)")
     worker = pyqueue.Worker(poll_interval=0.05)
 
     @worker.handler("results")
@@ -437,6 +436,7 @@ def test_the_python_worker_fails_a_job_whose_result_is_too_large(db, dsn):
         return {"v": "x" * payload["n"]}
 
     with pyqueue.Queue(dsn) as q:
+        q.configure_queue("results", max_result_bytes=200)
         small = q.enqueue("results", {"n": 10})
         large = q.enqueue("results", {"n": 500}, max_attempts=1)
         thread = threading.Thread(
