@@ -314,6 +314,30 @@ def test_bad_grants_are_refused_naming_the_problem(db, call, sqlstate, words):
     assert scalar(db, "SELECT count(*) FROM pyqueue.queue_grants") == 0
 
 
+VALID_PATTERN = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\*?")
+# Text that can reach SQL at all: psycopg refuses NUL and lone surrogates itself.
+SENDABLE = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=120
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pattern=st.one_of(SENDABLE, st.from_regex(VALID_PATTERN, fullmatch=True)))
+def test_any_pattern_is_stored_as_given_or_refused_naming_it(db, pattern):
+    db.execute("DELETE FROM pyqueue.queue_grants")
+    call = "SELECT pyqueue.grant_queues(current_user, %s, '{read}')"
+    if VALID_PATTERN.fullmatch(pattern) and len(pattern.rstrip("*") or "x") <= 100:
+        assert scalar(db, call, [pattern]) == ["read"]
+        assert scalar(db, "SELECT pattern FROM pyqueue.queue_grants") == pattern
+    else:
+        error = sqlstate_of(db, call, [pattern])
+        assert error.sqlstate == "22023" and "invalid queue pattern" in str(error), error
+        assert scalar(db, "SELECT count(*) FROM pyqueue.queue_grants") == 0
+    db.execute("DELETE FROM pyqueue.queue_grants")
+
+
 def matches(pattern: str, queue: str) -> bool:
     """The model: an exact name, or a prefix ending in '*'."""
     if pattern.endswith("*"):
