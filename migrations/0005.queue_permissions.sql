@@ -174,7 +174,7 @@ $$;
 -- ==== sql/03_permissions.sql
 -- Queue-level permissions: which queues a role may enqueue to, work or read.
 --
--- The three roles of sql/90_roles.sql say which functions a login may call;
+-- The four roles of sql/90_roles.sql say which functions a login may call;
 -- the grants here say on which queues. A role with no grant keeps the
 -- behaviour of schema version 4: every queue. A role with any grant may act
 -- only on the queues its grants match, each grant naming its actions:
