@@ -156,13 +156,23 @@ class Queue(Operations):
         return job
 
     def list_jobs(
-        self, *, status: str | None = None, queue: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally of one status and one queue."""
+        """Jobs newest first, optionally of one status and one queue.
+
+        With before_id, only jobs with a smaller id: pass the last id of one
+        page to get the next.
+        """
+        before = sql_int("before_id", before_id, 64)
         with self._connection(None) as c:
             return (
                 c.cursor(row_factory=queries.JOB_ROW)
-                .execute(queries.LIST_JOBS, [status, queue, sql_int("limit", limit)])
+                .execute(queries.LIST_JOBS, [status, queue, sql_int("limit", limit), before])
                 .fetchall()
             )
 

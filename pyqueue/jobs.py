@@ -46,6 +46,34 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One row of `pyqueue.job_summaries(...)`: a job as a listing shows it.
+
+    The columns of Job without payload, result, traceback and lease, with
+    `error` cut to its first line (at most 200 characters): a page of these
+    costs the same whatever the jobs carry.
+    """
+
+    id: int
+    queue: str
+    status: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: datetime | None
+    progress: int | None
+    progress_message: str | None
+    error: str | None
+    idempotency_key: str | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    retried_as: int | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """One row of the `pyqueue.schedules` view: a cron schedule and its last tick."""
 

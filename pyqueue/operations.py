@@ -41,6 +41,7 @@ class Operations:
         max_payload_bytes: int | None = None,
         timeout: timedelta | None = None,
         dead_retention: timedelta | None = None,
+        max_result_bytes: int | None = None,
     ) -> None:
         """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
         with self._connection(None) as c:
@@ -55,6 +56,7 @@ class Operations:
                     sql_int("max_payload_bytes", max_payload_bytes),
                     timeout,
                     dead_retention,
+                    sql_int("max_result_bytes", max_result_bytes),
                 ],
             )
 

@@ -23,7 +23,7 @@ from dataclasses import fields
 from psycopg import sql
 from psycopg.rows import class_row
 
-from pyqueue.jobs import Job, Schedule
+from pyqueue.jobs import Job, JobSummary, Schedule
 
 # Channels. Enqueue notifies JOBS_CHANNEL with the queue name; complete, fail,
 # cancel and recovery notify FINISHED_CHANNEL with the comma-separated job ids.
@@ -77,8 +77,18 @@ JOB_COLUMNS = ", ".join(
 # with JOB_ROW); raises no_data_found (P0002) for an unknown id.
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM pyqueue.get_job(%s)"
 
-# Jobs newest first: (status or NULL, queue or NULL, max_rows). Returns `all_jobs` rows.
-LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM pyqueue.list_jobs(%s, %s, %s)"
+# Jobs newest first: (status or NULL, queue or NULL, max_rows, before_id or NULL:
+# only ids below it). Returns `all_jobs` rows.
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM pyqueue.list_jobs(%s, %s, %s, %s)"
+
+# A page of jobs as a listing shows them, newest first, without payload, result
+# or traceback: (status or NULL, queue or NULL, before_id or NULL, max_rows up to
+# 500, idempotency_key or NULL). Returns rows read with JOB_SUMMARY_ROW.
+JOB_SUMMARY_ROW = class_row(JobSummary)
+JOB_SUMMARIES = (
+    f"SELECT {', '.join(field.name for field in fields(JobSummary))}"
+    " FROM pyqueue.job_summaries(%s, %s, %s, %s, %s)"
+)
 
 # --- Operator actions -----------------------------------------------------------
 
@@ -94,9 +104,10 @@ CANCEL = "SELECT pyqueue.cancel(%s)"
 PURGE = "SELECT pyqueue.purge(%s, %s)"
 
 # A queue's defaults ('*': every queue's): (queue, max_attempts, backoff_base,
-# backoff_max, retention, max_payload_bytes, timeout, dead_retention), NULL
-# keeping one as it is. Returns one row: the effective settings.
-CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s)"
+# backoff_max, retention, max_payload_bytes, timeout, dead_retention,
+# max_result_bytes), NULL keeping one as it is. Returns one row: the effective
+# settings.
+CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 # Create or replace a cron schedule: (name, cron, queue, payload as JSON text,
 # tz, priority, max_attempts). Returns one row: (the next tick,).
@@ -192,13 +203,6 @@ DEAD_LETTERS_PAGE = (
     "SELECT id, queue, attempt, max_attempts, error, created_at, dead_at,"
     "       retried_as, retried_at, pyqueue.job_actions('dead', retried_as) AS actions"
     " FROM pyqueue.dead_letters LIMIT %s OFFSET %s"
-)
-
-# Jobs, live or dead, holding an idempotency key, newest first: (key, limit).
-# Returns `all_jobs` rows.
-JOBS_WITH_KEY = (
-    f"SELECT {JOB_COLUMNS} FROM pyqueue.all_jobs WHERE idempotency_key = %s"
-    " ORDER BY id DESC LIMIT %s"
 )
 
 # --- Schema -------------------------------------------------------------------------

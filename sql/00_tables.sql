@@ -12,6 +12,8 @@
 --            (same id) in the transaction that gave up on them.
 -- queues     per-queue defaults; the row named '*' holds the defaults of every
 --            queue that has no row (or a NULL column) of its own.
+-- queue_grants  which queues a role may act on (sql/03_permissions.sql); a role
+--            with no row here is not restricted.
 
 CREATE SCHEMA pyqueue;
 COMMENT ON SCHEMA pyqueue IS 'pyqueue: a durable job queue; see sql/ for the API';
@@ -28,16 +30,18 @@ CREATE TABLE pyqueue.queues (
     -- How long a run may take before it fails as timed out (NULL: no limit).
     timeout      interval CHECK (timeout > interval '0'),
     -- How long a dead letter is kept, from its death, before maintain() deletes it.
-    dead_retention interval CHECK (dead_retention >= interval '0')
+    dead_retention interval CHECK (dead_retention >= interval '0'),
+    -- Largest result complete() stores, in bytes of its stored jsonb form.
+    max_result_bytes integer CHECK (max_result_bytes BETWEEN 1 AND 268435456)
 );
 
 -- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
 -- 1 h, finished jobs kept for 7 days and dead letters for 30, payloads up to
--- 1 MiB, no timeout. configure_queue('*', ...) changes them.
+-- 1 MiB and results up to 1 MiB, no timeout. configure_queue('*', ...) changes them.
 INSERT INTO pyqueue.queues (name, max_attempts, backoff_base, backoff_max, retention,
-                            max_payload_bytes, dead_retention)
+                            max_payload_bytes, dead_retention, max_result_bytes)
 VALUES ('*', 3, interval '1 second', interval '1 hour', interval '7 days', 1048576,
-        interval '30 days');
+        interval '30 days', 1048576);
 
 -- A job's status, as a domain rather than a CHECK on jobs: PostgreSQL reads
 -- and plans a table's CHECK constraints again for every statement that writes
@@ -192,3 +196,39 @@ CREATE TABLE pyqueue.maintenance (
     last_result jsonb
 );
 INSERT INTO pyqueue.maintenance DEFAULT VALUES;
+
+-- Queue-level permissions (sql/03_permissions.sql): a role with rows here may
+-- act only on the queues its patterns match, and only as its actions say.
+-- role is a name, not an oid: a role dropped and created again under the same
+-- name stays restricted, the safe side.
+CREATE TABLE pyqueue.queue_grants (
+    role       text        NOT NULL,
+    -- A queue name, or a prefix ending in '*' ('billing.*'; '*' alone: every queue).
+    pattern    text        NOT NULL,
+    actions    text[]      NOT NULL CHECK (actions <@ ARRAY['enqueue', 'work', 'read']
+                                           AND cardinality(actions) > 0),
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role, pattern)
+);
+
+-- What job_summaries() returns for each job: the all_jobs columns a listing
+-- shows, without payload, result and traceback, error cut to its first line.
+CREATE TYPE pyqueue.job_summary AS (
+    id               bigint,
+    queue            text,
+    status           text,
+    priority         integer,
+    attempt          integer,
+    max_attempts     integer,
+    run_at           timestamptz,
+    progress         smallint,
+    progress_message text,
+    error            text,
+    idempotency_key  text,
+    worker           text,
+    created_at       timestamptz,
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    retried_as       bigint,
+    finished         boolean
+);

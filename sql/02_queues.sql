@@ -22,7 +22,8 @@ BEGIN
            coalesce(q.max_payload_bytes, d.max_payload_bytes),
            coalesce(q.updated_at, d.updated_at),
            coalesce(q.timeout, d.timeout),
-           coalesce(q.dead_retention, d.dead_retention)
+           coalesce(q.dead_retention, d.dead_retention),
+           coalesce(q.max_result_bytes, d.max_result_bytes)
     INTO settings
     FROM queues d
     LEFT JOIN queues q ON q.name = queue_settings.queue
@@ -32,13 +33,13 @@ END;
 $$;
 
 -- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention,
---                 max_payload_bytes, timeout, dead_retention)
+--                 max_payload_bytes, timeout, dead_retention, max_result_bytes)
 --   -> pyqueue.queues (the effective settings afterwards)
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
 -- max_attempts and timeout they were given. retention: how long finished jobs
 -- are kept; dead_retention: how long dead letters are kept; maintain() deletes
--- them after.
+-- them after. max_result_bytes: the largest result complete() stores.
 CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     queue        text,
     max_attempts integer  DEFAULT NULL,
@@ -47,7 +48,8 @@ CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     retention    interval DEFAULT NULL,
     max_payload_bytes integer DEFAULT NULL,
     timeout      interval DEFAULT NULL,
-    dead_retention interval DEFAULT NULL
+    dead_retention interval DEFAULT NULL,
+    max_result_bytes integer DEFAULT NULL
 ) RETURNS pyqueue.queues
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -55,6 +57,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM _authorize(configure_queue.queue, 'work');
     IF queue IS DISTINCT FROM '*' THEN
         PERFORM _check_queue(queue);
     END IF;
@@ -65,13 +68,14 @@ BEGIN
     PERFORM _check_range('max_payload_bytes', configure_queue.max_payload_bytes, 1, 268435456);
     PERFORM _check_interval('timeout', configure_queue.timeout);
     PERFORM _check_interval('dead_retention', configure_queue.dead_retention, allow_zero => true);
+    PERFORM _check_range('max_result_bytes', configure_queue.max_result_bytes, 1, 268435456);
 
     INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention,
-                             max_payload_bytes, timeout, dead_retention)
+                             max_payload_bytes, timeout, dead_retention, max_result_bytes)
     VALUES (configure_queue.queue, configure_queue.max_attempts, configure_queue.backoff_base,
             configure_queue.backoff_max, configure_queue.retention,
             configure_queue.max_payload_bytes, configure_queue.timeout,
-            configure_queue.dead_retention)
+            configure_queue.dead_retention, configure_queue.max_result_bytes)
     ON CONFLICT (name) DO UPDATE
     SET max_attempts = coalesce(excluded.max_attempts, q.max_attempts),
         backoff_base = coalesce(excluded.backoff_base, q.backoff_base),
@@ -80,6 +84,7 @@ BEGIN
         max_payload_bytes = coalesce(excluded.max_payload_bytes, q.max_payload_bytes),
         timeout      = coalesce(excluded.timeout, q.timeout),
         dead_retention = coalesce(excluded.dead_retention, q.dead_retention),
+        max_result_bytes = coalesce(excluded.max_result_bytes, q.max_result_bytes),
         updated_at   = now();
 
     RETURN queue_settings(configure_queue.queue);

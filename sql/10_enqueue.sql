@@ -104,6 +104,8 @@ $$;
 -- added and the existing job's id is returned; this is race-free under
 -- concurrent enqueues. A key stays taken until its job is purged or dead-lettered.
 -- timeout bounds each run (NULL: the queue's); a run past it fails as timed out.
+-- A role restricted by queue grants (sql/03_permissions.sql) needs 'enqueue'
+-- on the queue, and 'read' too to give a key (42501 otherwise).
 CREATE OR REPLACE FUNCTION pyqueue.enqueue(
     queue           text,
     payload         jsonb,
@@ -128,6 +130,7 @@ DECLARE
     -- pg_notify returns void, which no variable can hold; this takes its text.
     notified text;
 BEGIN
+    PERFORM _authorize(enqueue.queue, 'enqueue');
     -- The option checks run in full only when an option is given or the queue
     -- name is not plainly valid: a one-job transaction pays for each nested
     -- call, and the everyday call (a queue and a payload) needs none of them.
@@ -169,6 +172,8 @@ BEGIN
         RETURN job_id;
     END IF;
 
+    -- A held key answers with its job's id: only for those who may read the queue.
+    PERFORM _authorize(enqueue.queue, 'read');
     LOOP
         -- The same insert, skipping a key that the queue already holds.
         INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
@@ -206,6 +211,7 @@ $$;
 -- statement. idempotency_keys, when given, is as long as payloads (NULL
 -- elements: no key). Returns the job ids in the order of payloads; a key the
 -- queue already holds (or that repeats within the batch) yields the existing id.
+-- Permissions as for enqueue.
 CREATE OR REPLACE FUNCTION pyqueue.enqueue_batch(
     queue            text,
     payloads         jsonb[],
@@ -228,6 +234,7 @@ DECLARE
     ids      bigint[];
     resolved bigint[];
 BEGIN
+    PERFORM _authorize(enqueue_batch.queue, 'enqueue');
     IF payloads IS NULL THEN
         RAISE EXCEPTION 'pyqueue: payloads must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
@@ -281,6 +288,8 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A held key answers with its job's id: only for those who may read the queue.
+    PERFORM _authorize(enqueue_batch.queue, 'read');
     -- Keys already held are skipped by the insert and looked up in the next
     -- statement, whose snapshot sees rows that concurrent enqueues committed
     -- while the insert waited on them.

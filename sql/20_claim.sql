@@ -44,6 +44,7 @@ DECLARE
     -- random draw a claim instead of one a job.
     claim_token uuid := gen_random_uuid();
 BEGIN
+    PERFORM _authorize_queues(queues, 'work');
     IF coalesce(cardinality(queues), 0) = 0 THEN
         RAISE EXCEPTION 'pyqueue: queues must name at least one queue'
             USING ERRCODE = 'invalid_parameter_value';
@@ -149,6 +150,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
+    PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
     RETURN QUERY
     UPDATE jobs j
     SET status       = 'pending',

@@ -14,11 +14,49 @@ BEGIN
 END;
 $$;
 
+-- _check_results(job_ids, results): each result is within the max_result_bytes
+-- of its job's queue (bytes of its jsonb form), so that no result fills the
+-- table. Raises SQLSTATE 22023 (invalid_parameter_value, a data exception),
+-- naming the job, its queue, the size and the limit, before anything is
+-- written: the caller learns why, and a worker records it as the job's
+-- failure. Results no larger than the smallest limit of any queue, the
+-- everyday case, are not looked up at all.
+CREATE OR REPLACE FUNCTION pyqueue._check_results(job_ids bigint[], results jsonb[]) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    largest  integer;
+    too_big  record;
+BEGIN
+    SELECT max(pg_column_size(r.result)) INTO largest FROM unnest(results) AS r(result);
+    IF largest IS NULL
+       OR largest <= (SELECT min(q.max_result_bytes) FROM pyqueue.queues q) THEN
+        RETURN;
+    END IF;
+    SELECT j.id, j.queue, pg_column_size(r.result) AS size, s.max_result_bytes AS max_bytes
+    INTO too_big
+    FROM unnest(job_ids, results) AS r(id, result)
+    JOIN pyqueue.jobs j ON j.id = r.id
+    CROSS JOIN LATERAL pyqueue.queue_settings(j.queue) AS s
+    WHERE pg_column_size(r.result) > s.max_result_bytes
+    ORDER BY j.id
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pyqueue: the result of job % is % bytes, over the limit of queue % (% bytes)',
+            too_big.id, too_big.size, quote_literal(too_big.queue), too_big.max_bytes
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Store large results elsewhere and return a reference to them, '
+                         'or raise the limit with configure_queue(max_result_bytes => ...).';
+    END IF;
+END;
+$$;
+
 -- complete(job_id, lease_token, result) -> boolean
 -- Marks a running job completed and stores the handler's JSON result. Returns
 -- false, changing nothing, when the caller no longer holds the job (its lease
 -- was recovered and the job claimed again, it was cancelled, or its run is
--- past its timeout). Raises when no job has that id.
+-- past its timeout). Raises when no job has that id, or (22023) when the
+-- result is over its queue's max_result_bytes, storing nothing.
 CREATE OR REPLACE FUNCTION pyqueue.complete(job_id bigint, lease_token uuid, result jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -27,6 +65,8 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM _authorize_leases(ARRAY[job_id], ARRAY[complete.lease_token], 'work');
+    PERFORM _check_results(ARRAY[job_id], ARRAY[complete.result]);
     UPDATE jobs
     SET status       = 'completed',
         result       = complete.result,
@@ -47,7 +87,9 @@ $$;
 -- complete_batch(job_ids, lease_tokens, results) -> SETOF bigint
 -- complete() for many jobs in one statement. results, when given, pairs with
 -- job_ids (NULL: no results). Returns the ids that were completed; the others
--- were no longer held by the caller (or do not exist).
+-- were no longer held by the caller (or do not exist). A result over its
+-- queue's max_result_bytes refuses the whole call (22023, naming the job), so
+-- that the caller can fail that job and complete the others.
 CREATE OR REPLACE FUNCTION pyqueue.complete_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -73,6 +115,8 @@ BEGIN
             cardinality(results), cardinality(job_ids)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
+    PERFORM _check_results(job_ids, results);
     -- No "status = 'running'" here: a matching lease token already means
     -- running (the table's CHECK), and that condition would let the planner
     -- drive the join from jobs_lease_idx, rescanning the arrays once per

@@ -110,6 +110,7 @@ DECLARE
     held_tracebacks text[];
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
+    PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
     IF cardinality(errors) IS DISTINCT FROM cardinality(job_ids) THEN
         RAISE EXCEPTION 'pyqueue: errors has % elements, job_ids has %',
             coalesce(cardinality(errors)::text, 'NULL'), cardinality(job_ids)

@@ -16,6 +16,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
+    PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
     IF lease IS NULL THEN
         RAISE EXCEPTION 'pyqueue: lease must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
@@ -49,6 +50,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM _authorize_leases(ARRAY[job_id], ARRAY[report_progress.lease_token], 'work');
     UPDATE jobs
     -- CASE, not coalesce(greatest(0, least(100, p)), ...): least() and greatest()
     -- skip NULLs, so a NULL progress would be stored as 100.

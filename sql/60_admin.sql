@@ -11,6 +11,7 @@ SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
 BEGIN
+    PERFORM _authorize_job(job_id, 'work');
     UPDATE jobs
     SET status       = 'cancelled',
         finished_at  = now(),
@@ -42,6 +43,7 @@ DECLARE
     dead   dead_jobs%ROWTYPE;
     new_id bigint;
 BEGIN
+    PERFORM _authorize_job(job_id, 'enqueue');
     SELECT * INTO dead FROM dead_jobs WHERE id = job_id FOR UPDATE;
     IF NOT FOUND THEN
         IF EXISTS (SELECT 1 FROM jobs WHERE id = job_id) THEN
@@ -81,6 +83,7 @@ DECLARE
     jobs_deleted bigint;
     dead_deleted bigint;
 BEGIN
+    PERFORM _authorize(coalesce(queue, '*'), 'work');
     PERFORM _check_interval('older_than', older_than, allow_zero => true);
     IF queue IS NOT NULL THEN
         PERFORM _check_queue(queue);

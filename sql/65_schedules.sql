@@ -27,6 +27,9 @@ AS $$
 DECLARE
     next_run timestamptz;
 BEGIN
+    PERFORM _authorize(schedule.queue, 'enqueue');
+    -- Replacing a schedule moves it off its old queue: that needs 'enqueue' there too.
+    PERFORM _authorize(s.queue, 'enqueue') FROM cron_schedules s WHERE s.name = schedule.name;
     IF _is_queue_name(schedule.name) IS NOT TRUE THEN
         RAISE EXCEPTION 'pyqueue: invalid schedule name %',
             coalesce(quote_literal(left(schedule.name, 120)), 'NULL')
@@ -70,6 +73,7 @@ SET search_path = pyqueue, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM _authorize(s.queue, 'enqueue') FROM cron_schedules s WHERE s.name = unschedule.name;
     DELETE FROM cron_schedules WHERE name = unschedule.name;
     RETURN FOUND;
 END;
@@ -80,7 +84,10 @@ $$;
 -- A tick fires once: its row in schedule_runs is inserted before the job, and
 -- the primary key turns away a second insert, whoever makes it. After downtime
 -- a schedule fires once, for its first missed tick, and moves on to the first
--- tick after now: one catch-up run, not one per missed tick.
+-- tick after now: one catch-up run, not one per missed tick. Only schedules
+-- on queues the session may enqueue to (sql/03_permissions.sql): a worker
+-- restricted to its queues fires theirs, and leaves the others due for a
+-- session that may.
 CREATE OR REPLACE FUNCTION pyqueue._fire_schedules(max_schedules integer) RETURNS integer
 LANGUAGE plpgsql
 AS $$
@@ -91,7 +98,7 @@ DECLARE
 BEGIN
     FOR due IN
         SELECT * FROM pyqueue.cron_schedules
-        WHERE next_run_at <= now()
+        WHERE next_run_at <= now() AND pyqueue._may(queue, 'enqueue')
         ORDER BY next_run_at
         LIMIT max_schedules
         FOR UPDATE SKIP LOCKED

@@ -1,23 +1,27 @@
--- Roles: least privilege. Three NOLOGIN roles that an operator grants to login
--- roles (GRANT pyqueue_worker TO app_worker). The functions are SECURITY
+-- Roles: least privilege. Four NOLOGIN roles that the schema owner grants to
+-- login roles (GRANT pyqueue_worker TO app_worker). The functions are SECURITY
 -- DEFINER with a fixed search_path, so these roles reach the tables only
 -- through them; nothing in the schema is granted to PUBLIC.
 --
---   pyqueue_producer  enqueue jobs and read their status
+--   pyqueue_producer  enqueue jobs and read jobs (get_job, list_jobs, job_summaries)
 --   pyqueue_worker    claim, complete, fail, heartbeat, progress, release, recover,
 --                     maintain
 --   pyqueue_monitor   read the monitoring views
+--   pyqueue_operator  for people and the dashboard: the monitor's views, reading
+--                     jobs, cancel, retry_dead and configure_queue
 --
--- Operator actions (cancel, retry_dead, purge, configure_queue, schedule,
--- unschedule) stay with the schema owner. Roles belong to the whole cluster:
--- they are created here only if missing, and shared by every database that runs
--- pyqueue.
+-- Which queues a login may act on is a second question, answered by its queue
+-- grants (sql/03_permissions.sql). purge, schedule, unschedule, grant_queues
+-- and revoke_queues stay with the schema owner. Roles belong to the whole
+-- cluster: they are created here only if missing, and shared by every database
+-- that runs pyqueue.
 
 DO $$
 DECLARE
     role_name text;
 BEGIN
-    FOREACH role_name IN ARRAY ARRAY['pyqueue_producer', 'pyqueue_worker', 'pyqueue_monitor'] LOOP
+    FOREACH role_name IN ARRAY ARRAY['pyqueue_producer', 'pyqueue_worker', 'pyqueue_monitor',
+                                      'pyqueue_operator'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
         END IF;
@@ -31,9 +35,11 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyqueue FROM PUBLIC;
 REVOKE ALL ON TYPE pyqueue.claimed_job FROM PUBLIC;
 REVOKE ALL ON TYPE pyqueue.fail_outcome FROM PUBLIC;
+REVOKE ALL ON TYPE pyqueue.job_summary FROM PUBLIC;
 REVOKE ALL ON DOMAIN pyqueue.job_status FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA pyqueue TO pyqueue_producer, pyqueue_worker, pyqueue_monitor;
+GRANT USAGE ON SCHEMA pyqueue
+TO pyqueue_producer, pyqueue_worker, pyqueue_monitor, pyqueue_operator;
 
 GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval,
@@ -41,7 +47,8 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval,
                           interval, interval),
     pyqueue.get_job(bigint),
-    pyqueue.list_jobs(text, text, integer),
+    pyqueue.list_jobs(text, text, integer, bigint),
+    pyqueue.job_summaries(text, text, bigint, integer, text),
     pyqueue.job_actions(text, bigint),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
@@ -64,6 +71,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.schema_compatibility()
 TO pyqueue_worker;
 GRANT USAGE ON TYPE pyqueue.claimed_job, pyqueue.fail_outcome TO pyqueue_worker;
+GRANT USAGE ON TYPE pyqueue.job_summary TO pyqueue_producer, pyqueue_operator;
 
 GRANT SELECT ON
     pyqueue.queue_stats,
@@ -80,3 +88,28 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_monitor;
+
+-- The operator: what the dashboard and the CLI's reading and operator commands
+-- need, so that neither runs as the schema owner. pause_queue joins this list
+-- where it exists.
+GRANT SELECT ON
+    pyqueue.queue_stats,
+    pyqueue.throughput,
+    pyqueue.running_jobs,
+    pyqueue.slow_jobs,
+    pyqueue.dead_letters,
+    pyqueue.job_statuses,
+    pyqueue.schedules
+TO pyqueue_operator;
+GRANT EXECUTE ON FUNCTION
+    pyqueue.get_job(bigint),
+    pyqueue.list_jobs(text, text, integer, bigint),
+    pyqueue.job_summaries(text, text, bigint, integer, text),
+    pyqueue.job_actions(text, bigint),
+    pyqueue.cancel(bigint),
+    pyqueue.retry_dead(bigint),
+    pyqueue.configure_queue(text, integer, interval, interval, interval, integer, interval,
+                            interval, integer),
+    pyqueue.schema_version(),
+    pyqueue.schema_compatibility()
+TO pyqueue_operator;

@@ -180,3 +180,26 @@ def psql_conninfo(dsn: str) -> str:
 def with_dbname(dsn: str, dbname: str) -> str:
     """The same server, another database."""
     return make_conninfo(psql_conninfo(dsn), dbname=dbname)
+
+
+@contextmanager
+def login_role(db: Conn, dsn: str, *memberships: str) -> Iterator[str]:
+    """A LOGIN role of its own, a member of `memberships`: yields its conninfo.
+
+    Roles belong to the whole cluster, so the name is unique and the role is
+    dropped afterwards, with its queue grants.
+    """
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    password = uuid.uuid4().hex
+    db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    for membership in memberships:
+        db.execute(f"GRANT {membership} TO {name}")
+    try:
+        yield make_conninfo(dsn, user=name, password=password)
+    finally:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name]
+        )
+        db.execute("DELETE FROM pyqueue.queue_grants WHERE role = %s", [name])
+        db.execute(f"DROP OWNED BY {name}")
+        db.execute(f"DROP ROLE {name}")

@@ -178,16 +178,29 @@ def test_unknown_job_is_404_with_the_reason(base: str) -> None:
     assert http(base + "/jobs/999999").status == 404
 
 
-def test_jobs_are_listed_newest_first_by_page_and_filter(db: Conn, base: str) -> None:
+def test_jobs_are_listed_newest_first_by_keyset_and_filter(db: Conn, base: str) -> None:
     ids = [enqueue(db, "bulk", {"i": i}) for i in range(120)]
     other = enqueue(db, "other", {})
 
     first = http(base + "/api/jobs?queue=bulk").json()
     assert [j["id"] for j in first["jobs"]] == ids[::-1][:50]
     assert first["has_more"] is True
-    third = http(base + "/api/jobs?queue=bulk&page=3").json()
+    assert first["next_before_id"] == ids[::-1][49]
+    # Listings carry no payload, result or traceback.
+    assert not {"payload", "result", "traceback"} & set(first["jobs"][0])
+    second = http(base + f"/api/jobs?queue=bulk&before_id={first['next_before_id']}").json()
+    assert [j["id"] for j in second["jobs"]] == ids[::-1][50:100]
+    third = http(base + f"/api/jobs?queue=bulk&before_id={second['next_before_id']}").json()
     assert [j["id"] for j in third["jobs"]] == ids[::-1][100:]
-    assert third["has_more"] is False
+    assert third["has_more"] is False and third["next_before_id"] is None
+    page = http(base + f"/jobs?queue=bulk&before_id={first['next_before_id']}").body
+    assert f'href="/jobs/{ids[69]}"' in page and f'href="/jobs/{ids[70]}"' not in page
+    assert f'href="/jobs?queue=bulk&amp;before_id={second["next_before_id"]}"' in page
+    # page numbers are gone but for the first; the refusal names before_id.
+    assert http(base + "/api/jobs?queue=bulk&page=1").json()["jobs"] == first["jobs"]
+    for path in ("/api/jobs?page=3", "/jobs?page=1000000000", "/api/jobs?before_id=%C2%B2"):
+        refused = http(base + path)
+        assert refused.status == 400 and "before_id" in refused.body, path
 
     everything = http(base + "/api/jobs").json()["jobs"]
     assert everything[0]["id"] == other
@@ -367,3 +380,49 @@ def test_schedules_are_listed_with_their_next_and_last_runs(db: Conn, base: str)
     page = http(base + "/schedules").body
     assert "<td>nightly</td>" in page and "<code>0 3 * * *</code>" in page
     assert f'href="/jobs/{hourly["last_job_id"]}"' in page
+
+
+# Running as pyqueue_operator --------------------------------------------------
+
+
+def test_every_read_and_action_works_as_an_operator_login(db: Conn, dsn: str) -> None:
+    # The dashboard needs no more than pyqueue_operator: every page and API
+    # read, cancel and retry, over a login granted that role and nothing else.
+    from tests.helpers import login_role
+
+    dead = bury(db, "ops", {"n": 2})
+    pending = enqueue(db, "ops", {"n": 1}, idempotency_key="ops-1")
+    db.execute("SELECT pyqueue.schedule('nightly', '0 3 * * *', 'ops')")
+    with (
+        login_role(db, dsn, "pyqueue_operator") as operator,
+        serve_in_background(operator, creds=credentials(TOKEN, None)) as url,
+    ):
+        for path in [
+            "/",
+            "/jobs",
+            "/jobs?queue=ops&status=pending",
+            f"/jobs?before_id={pending}",
+            "/jobs?q=ops-1",
+            f"/jobs/{pending}",
+            "/dead",
+            "/schedules",
+            "/api/queues",
+            "/api/throughput?queue=ops",
+            "/api/jobs",
+            "/api/jobs?key=ops-1",
+            f"/api/jobs/{dead}",
+            "/api/dead",
+            "/api/schedules",
+        ]:
+            assert http(url + path).status == 200, path
+        headers = {"X-CSRF-Token": csrf_token(url)}
+        cancel = http(f"{url}/api/jobs/{pending}/cancel", method="POST", headers=headers)
+        assert cancel.json() == {"id": pending, "cancelled": True}
+        retry = http(f"{url}/api/jobs/{dead}/retry", method="POST", headers=headers)
+        assert retry.status == 200 and retry.json()["new_job"] > dead
+        # Queue grants hold in the dashboard too: a 403 that names the queue.
+        operator_name = psycopg.conninfo.conninfo_to_dict(operator)["user"]
+        db.execute("SELECT pyqueue.grant_queues(%s, 'mine.*', '{read,work}')", [operator_name])
+        hidden = http(f"{url}/api/jobs/{pending}")
+        assert hidden.status == 403 and "may not read on queue 'ops'" in hidden.json()["error"]
+        assert http(url + "/api/jobs").json()["jobs"] == []

@@ -1,10 +1,12 @@
-"""Least privilege: the three pyqueue roles, checked by connecting as each of them.
+"""Least privilege: the four pyqueue roles, checked by connecting as each of them.
 
-The contract (issue 5, sql/90_roles.sql): a producer may enqueue and read job
-status, a worker may claim, finish, heartbeat, report progress, release and
-recover, a monitor may read the monitoring views. Everything else, the tables
-above all, answers SQLSTATE 42501 (insufficient_privilege), and nothing in
-schema pyqueue is granted to PUBLIC.
+The contract (issues 5 and 25, sql/90_roles.sql): a producer may enqueue and
+read jobs, a worker may claim, finish, heartbeat, report progress, release and
+recover, a monitor may read the monitoring views, an operator may read those
+and jobs and cancel, retry and configure. Everything else, the tables above
+all, answers SQLSTATE 42501 (insufficient_privilege), and nothing in schema
+pyqueue is granted to PUBLIC. Which queues a role may act on is
+tests/test_queue_permissions.py's subject.
 
 Roles belong to the whole cluster, so each test creates LOGIN roles with names
 of its own and drops them afterwards.
@@ -33,6 +35,7 @@ ALLOWED_FUNCTIONS = {
         "enqueue_batch",
         "get_job",
         "list_jobs",
+        "job_summaries",
         "job_actions",
         "schema_version",
         "schema_compatibility",
@@ -54,6 +57,17 @@ ALLOWED_FUNCTIONS = {
         "schema_compatibility",
     },
     "pyqueue_monitor": {"job_actions", "schema_version", "schema_compatibility"},
+    "pyqueue_operator": {
+        "get_job",
+        "list_jobs",
+        "job_summaries",
+        "job_actions",
+        "cancel",
+        "retry_dead",
+        "configure_queue",
+        "schema_version",
+        "schema_compatibility",
+    },
 }
 MONITOR_VIEWS = {
     "queue_stats",
@@ -65,14 +79,16 @@ MONITOR_VIEWS = {
 }
 # The words for job states, which every role may read to show them.
 SHARED_VIEWS = {"job_statuses"}
-OPERATOR_FUNCTIONS = {
-    "cancel",
-    "retry_dead",
+# What only the schema owner may do.
+OWNER_FUNCTIONS = {
     "purge",
-    "configure_queue",
     "schedule",
     "unschedule",
+    "grant_queues",
+    "revoke_queues",
 }
+# The operator's actions, which the other three roles may not take.
+OPERATOR_ACTIONS = {"cancel", "retry_dead", "configure_queue"}
 ROLES = tuple(ALLOWED_FUNCTIONS)
 
 
@@ -243,6 +259,9 @@ TABLE_STATEMENTS = {
     "others": [
         "SELECT * FROM pyqueue.all_jobs",
         "SELECT nextval('pyqueue.jobs_id_seq')",
+        "SELECT * FROM pyqueue.queue_grants",
+        "INSERT INTO pyqueue.queue_grants (role, pattern, actions) VALUES ('x', '*', '{read}')",
+        "DELETE FROM pyqueue.queue_grants",
         "CREATE TABLE pyqueue.intruder (x int)",
     ],
 }
@@ -267,7 +286,9 @@ def test_every_function_outside_the_role_is_refused(db, logins):
     functions = _functions(db)
     for role in ROLES:
         refused = [(n, c) for _, n, c in functions if n not in ALLOWED_FUNCTIONS[role]]
-        assert {n for n, _ in refused} >= OPERATOR_FUNCTIONS
+        assert {n for n, _ in refused} >= OWNER_FUNCTIONS
+        if role != "pyqueue_operator":
+            assert {n for n, _ in refused} >= OPERATOR_ACTIONS
         assert any(n.startswith("_") for n, _ in refused)
         with connect(logins[role]) as conn:
             for _name, call in refused:
@@ -365,7 +386,7 @@ def test_worker_claims_and_finishes(db, logins):
     assert statuses == {a: "completed", b: "completed", c: "pending", d: "pending"}
 
 
-def test_monitor_reads_every_view(db, logins):
+def test_monitor_and_operator_read_every_view(db, logins):
     db.execute("SELECT pyqueue.enqueue('emails', '{}')")
     db.execute("SELECT pyqueue.claim_batch(ARRAY['emails'], 'w', 1, '30 s')")
     views = {
@@ -376,12 +397,13 @@ def test_monitor_reads_every_view(db, logins):
         )
     }
     assert views == MONITOR_VIEWS | SHARED_VIEWS
-    with connect(logins["pyqueue_monitor"]) as conn:
-        for view in sorted(MONITOR_VIEWS):
-            conn.execute(f"SELECT * FROM pyqueue.{view}").fetchall()
-        stats = conn.execute("SELECT queue, running FROM pyqueue.queue_stats").fetchall()
-        assert stats == [("emails", 1)]
-        assert len(conn.execute("SELECT * FROM pyqueue.running_jobs").fetchall()) == 1
+    for role in ("pyqueue_monitor", "pyqueue_operator"):
+        with connect(logins[role]) as conn:
+            for view in sorted(MONITOR_VIEWS):
+                conn.execute(f"SELECT * FROM pyqueue.{view}").fetchall()
+            stats = conn.execute("SELECT queue, running FROM pyqueue.queue_stats").fetchall()
+            assert stats == [("emails", 1)]
+            assert len(conn.execute("SELECT * FROM pyqueue.running_jobs").fetchall()) == 1
 
 
 def test_the_python_worker_runs_as_the_worker_role(db, logins):

@@ -42,14 +42,21 @@ async def jobs(request: Request) -> Response:
         return JSONResponse(
             {"jobs": await run_in_threadpool(db.jobs_with_key, key), "has_more": False}
         )
-    page = params.page_number(request)
+    before = params.before_id(request)
     found, has_more = await run_in_threadpool(
         db.jobs,
         status=params.text(request, "status"),
         queue=params.text(request, "queue"),
-        page=page,
+        before_id=before,
     )
-    return JSONResponse({"jobs": found, "page": page, "has_more": has_more})
+    return JSONResponse(
+        {
+            "jobs": found,
+            "before_id": before,
+            "has_more": has_more,
+            "next_before_id": params.next_before_id(found, has_more),
+        }
+    )
 
 
 async def job(request: Request) -> Response:

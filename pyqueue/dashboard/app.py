@@ -69,6 +69,9 @@ async def error(request: Request, exc: Exception) -> Response:
         code, message = 409, str(exc)
     elif isinstance(exc, InvalidArgument):
         code, message = 400, str(exc)
+    elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        # The dashboard's login lacks a role or a queue grant for this.
+        code, message = 403, first_line(exc).removeprefix("pyqueue: ")
     else:
         code, message = 503, f"database unavailable: {first_line(exc)}"
     if request.url.path.startswith("/api/"):
@@ -91,6 +94,7 @@ def create_app(database_url: str, creds: Credentials | None = None) -> Starlette
             HTTPException: error,
             PyqueueError: error,
             psycopg.OperationalError: error,
+            psycopg.errors.InsufficientPrivilege: error,
         },
         lifespan=lifespan,
     )

@@ -94,7 +94,7 @@ async def job_list(request: Request) -> Response:
     queue = params.text(request, "queue")
     status = params.text(request, "status")
     search = (params.text(request, "q") or "").strip()
-    page = params.page_number(request)
+    before = params.before_id(request)
     if search:
         if search.isascii() and search.isdigit() and int(search) <= params.MAX_JOB_ID:
             try:
@@ -105,22 +105,32 @@ async def job_list(request: Request) -> Response:
         jobs, has_more = await run_in_threadpool(db.jobs_with_key, search), False
         api_query = {"key": search}
     else:
-        jobs, has_more = await run_in_threadpool(db.jobs, status=status, queue=queue, page=page)
-        # Never the token: it would end up in the page's links.
-        api_query = {k: v for k, v in request.query_params.items() if k not in ("q", "token") and v}
+        jobs, has_more = await run_in_threadpool(
+            db.jobs, status=status, queue=queue, before_id=before
+        )
+        # Only the filters: never the token, which would end up in the page's links.
+        api_query = {
+            k: v for k, v in request.query_params.items() if k in ("queue", "status") and v
+        }
+        if before is not None:
+            api_query["before_id"] = str(before)
+    filters = {k: v for k, v in api_query.items() if k != "before_id"}
+    following = params.next_before_id(jobs, has_more)
     return render(
         request,
         "jobs.html",
         jobs=jobs,
-        page=page,
-        has_more=has_more,
+        before_id=before,
+        newest_url="/jobs?" + urlencode(filters),
+        older_url=None
+        if following is None
+        else "/jobs?" + urlencode({**filters, "before_id": following}),
         queue=queue or "",
         status=status or "",
         search=search,
         queues=[row["queue"] for row in await run_in_threadpool(db.queue_stats)],
         statuses=await run_in_threadpool(db.statuses),
         api_url="/api/jobs?" + urlencode(api_query),
-        page_url=lambda n: "/jobs?" + urlencode({**api_query, "page": n}),
     )
 
 

@@ -6,6 +6,8 @@ those are refused here with a message naming the parameter, before any query.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
 from pyqueue.errors import InvalidArgument
@@ -51,3 +53,27 @@ def job_id(request: Request) -> int:
     if value > MAX_JOB_ID:
         raise InvalidArgument(f"job id must be at most {MAX_JOB_ID}, not {str(value)[:20]}...")
     return value
+
+
+def before_id(request: Request) -> int | None:
+    """?before_id=, where a page of the jobs list starts: below this job id (None: newest).
+
+    The jobs list is paged by keyset, never by number: a page number deep in a
+    long list made the database read every row before it. page=1 (the newest)
+    is still taken; any other page number is refused, naming before_id.
+    """
+    if page_number(request) != 1:
+        raise InvalidArgument(
+            "jobs are paged by before_id (the last job id shown), not by page number"
+        )
+    raw = request.query_params.get("before_id", "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_JOB_ID):
+        raise InvalidArgument(f"before_id must be a job id, not {_shown(raw)}")
+    return int(raw)
+
+
+def next_before_id(jobs: list[dict[str, Any]], has_more: bool) -> int | None:
+    """The before_id of the page after this one, if there is one."""
+    return int(jobs[-1]["id"]) if has_more and jobs else None

@@ -1,9 +1,11 @@
 """What the dashboard reads, each through a pyqueue view or SQL function.
 
-Job rows come from `pyqueue.Queue` (get_job, list_jobs); the monitoring views
-that Queue has no method for (queue_stats, throughput, dead_letters, and
-all_jobs for the idempotency-key search) are read here. Everything is turned
-into plain JSON-ready dicts, which both the pages and the JSON API show.
+A job comes from `pyqueue.Queue` (get_job); listings come from
+job_summaries(), a page at a time by keyset (before_id) and without payload,
+result or traceback; the monitoring views that Queue has no method for
+(queue_stats, throughput, dead_letters) are read here. All of it is granted to
+pyqueue_operator, so the dashboard needs no more. Everything is turned into
+plain JSON-ready dicts, which both the pages and the JSON API show.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from psycopg_pool import ConnectionPool
 
 from pyqueue import queries
 from pyqueue.client import Queue
-from pyqueue.jobs import Job
+from pyqueue.errors import translate_errors
+from pyqueue.jobs import Job, JobSummary
+from pyqueue.values import sql_int
 
 PAGE_SIZE = 50
-# list_jobs takes at most this many rows; pages past it are out of reach.
-MAX_LISTED = 100_000
 
 
 def plain(value: Any) -> Any:
@@ -34,8 +36,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-def job_dict(job: Job) -> dict[str, Any]:
-    """A job for the API and pages: every column, its status and actions as SQL gives them."""
+def job_dict(job: Job | JobSummary) -> dict[str, Any]:
+    """A job for the API and pages: every column, its status (and actions) as SQL gives them."""
     return {name: plain(value) for name, value in asdict(job).items()}
 
 
@@ -73,19 +75,21 @@ class Reads:
         rows = self._rows(queries.DEAD_LETTERS_PAGE, [PAGE_SIZE + 1, (page - 1) * PAGE_SIZE])
         return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
-    def jobs(
-        self, *, status: str | None, queue: str | None, page: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of list_jobs, newest first, and whether more follow.
+    def _summaries(
+        self, status: str | None, queue: str | None, before_id: int | None, key: str | None
+    ) -> list[JobSummary]:
+        params = [status, queue, sql_int("before_id", before_id, 64), PAGE_SIZE + 1, key]
+        with self._pool.connection() as conn, translate_errors():
+            cursor = conn.cursor(row_factory=queries.JOB_SUMMARY_ROW)
+            return cursor.execute(queries.JOB_SUMMARIES, params).fetchall()
 
-        list_jobs has no offset, so this asks for every row up to the end of the
-        page and keeps the last ones.
-        """
-        start = (page - 1) * PAGE_SIZE
-        wanted = min(start + PAGE_SIZE + 1, MAX_LISTED)
-        jobs = self.queue.list_jobs(status=status, queue=queue, limit=wanted)
-        shown = [job_dict(j) for j in jobs[start : start + PAGE_SIZE]]
-        return shown, len(jobs) > start + PAGE_SIZE
+    def jobs(
+        self, *, status: str | None, queue: str | None, before_id: int | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of job summaries, newest first, with ids below before_id if given,
+        and whether more follow (the next page starts before the last id shown)."""
+        jobs = self._summaries(status, queue, before_id, None)
+        return [job_dict(j) for j in jobs[:PAGE_SIZE]], len(jobs) > PAGE_SIZE
 
     def job(self, job_id: int) -> dict[str, Any]:
         return job_dict(self.queue.get_job(job_id))
@@ -96,10 +100,4 @@ class Reads:
 
     def jobs_with_key(self, key: str) -> list[dict[str, Any]]:
         """Jobs (live or dead) whose idempotency key is `key`, newest first."""
-        with self._pool.connection() as conn:
-            jobs = (
-                conn.cursor(row_factory=queries.JOB_ROW)
-                .execute(queries.JOBS_WITH_KEY, [key, PAGE_SIZE])
-                .fetchall()
-            )
-        return [job_dict(j) for j in jobs]
+        return [job_dict(j) for j in self._summaries(None, None, None, key)[:PAGE_SIZE]]
