@@ -47,7 +47,8 @@ $$;
 -- complete_batch(job_ids, lease_tokens, results) -> SETOF bigint
 -- complete() for many jobs in one statement. results, when given, pairs with
 -- job_ids (NULL: no results). Returns the ids that were completed; the others
--- were no longer held by the caller (or do not exist).
+-- were no longer held by the caller (or do not exist). Locks the held jobs in
+-- id order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.complete_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -73,6 +74,8 @@ BEGIN
             cardinality(results), cardinality(job_ids)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- In id order, so that a heartbeat of the same jobs never deadlocks with it.
+    PERFORM _lock_held(job_ids, lease_tokens);
     -- No "status = 'running'" here: a matching lease token already means
     -- running (the table's CHECK), and that condition would let the planner
     -- drive the join from jobs_lease_idx, rescanning the arrays once per
