@@ -28,7 +28,7 @@ from pyqueue.errors import SchemaError
 SCHEMA_VERSION = 5
 # The oldest schema version this client works with: it calls nothing that
 # schema versions from this one on lack.
-OLDEST_SCHEMA = 4
+OLDEST_SCHEMA = 5
 # The oldest PostgreSQL that pyqueue runs on (server_version_num), the one its
 # tests run against.
 MIN_SERVER_VERSION = 150000
