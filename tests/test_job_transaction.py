@@ -161,3 +161,43 @@ def test_a_run_that_lost_its_job_commits_nothing(dsn: str, db: Conn) -> None:
     assert job(db, job_id)["status"] == "cancelled"
     assert f"job {job_id} is no longer held" in str(raised[0])
     assert "rolled back" in str(raised[0])
+
+
+def test_a_handler_error_in_the_block_rolls_its_writes_back_and_fails_the_job(
+    dsn: str, db: Conn
+) -> None:
+    db.execute(EFFECTS)
+    worker = Worker(**FAST)
+
+    @worker.handler("q")
+    def write(payload: Any, job: JobContext) -> None:
+        with job.transaction() as conn:
+            conn.execute("INSERT INTO effects VALUES (%s, %s)", [job.id, f"run {job.attempt}"])
+            if job.attempt == 1:
+                raise RuntimeError("the first run fails after writing")
+
+    job_id = enqueue(db, backoff_base="10 ms")
+    with running(worker, dsn):
+        wait_until(lambda: job(db, job_id)["status"] == "completed")
+    assert effects(db) == [(job_id, "run 2")]
+    assert job(db, job_id)["error"] == "the first run fails after writing"
+
+
+def test_a_transaction_left_open_by_a_handler_never_swallows_the_next_jobs(
+    dsn: str, db: Conn
+) -> None:
+    db.execute(EFFECTS)
+    worker = Worker(concurrency=1, **FAST)  # one handler thread: one connection for all
+
+    @worker.handler("q")
+    def write(payload: Any, job: JobContext) -> None:
+        with job.transaction() as conn:
+            conn.execute("INSERT INTO effects VALUES (%s, 'ok')", [job.id])
+        conn.execute("BEGIN")  # left open: the next job must not nest in it
+
+    ids = [enqueue(db) for _ in range(3)]
+    with running(worker, dsn):
+        wait_until(
+            lambda: scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE status = 'completed'") == 3
+        )
+    assert effects(db) == [(i, "ok") for i in ids]

@@ -12,6 +12,9 @@ the run that commits them is the run that completes the job.
 
 Connections: a plain handler's thread keeps one, opened at its first job
 transaction; async handlers take one from a list of idle ones, or open one.
+They are in autocommit mode, so that the block's transaction is a real one
+(BEGIN ... COMMIT), never a savepoint inside a transaction that an earlier
+handler left open; a connection found inside a transaction is replaced.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ class TransactionConnections:
 
     def for_this_thread(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._per_thread, "conn", None)
+        if conn is not None and not conn.closed and not _idle(conn):
+            conn.close()
         if conn is None or conn.closed or conn.broken:
-            conn = self._per_thread.conn = psycopg.connect(self.conninfo)
+            conn = self._per_thread.conn = psycopg.connect(self.conninfo, autocommit=True)
             with self._lock:
                 self._opened = [c for c in self._opened if not c.closed] + [conn]
         return conn
@@ -58,10 +63,10 @@ class TransactionConnections:
             conn = self._idle_async.pop()
             if not conn.closed and not conn.broken:
                 return conn
-        return await psycopg.AsyncConnection.connect(self.conninfo)
+        return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
 
     async def give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        if conn.closed or not _idle(conn):
             await conn.close()
         else:
             self._idle_async.append(conn)
@@ -145,6 +150,10 @@ class JobTransaction:
     def _lost(self, error: psycopg.Error) -> LeaseLost:
         message = (error.diag.message_primary or str(error)).removeprefix("pyqueue: ")
         return LeaseLost(f"{message}; the job transaction was rolled back")
+
+
+def _idle(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
 def result_json(result: Any) -> str | None:
