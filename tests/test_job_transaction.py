@@ -13,10 +13,22 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 
 from pyqueue import LeaseLost, Worker
 from pyqueue.worker import JobContext
-from tests.helpers import Conn, claim_one, enqueue, expire_lease, job, scalar, sqlstate_of
+from tests.helpers import (
+    Conn,
+    claim,
+    claim_one,
+    enqueue,
+    expire_lease,
+    job,
+    scalar,
+    sqlstate_of,
+)
 from tests.test_worker import FAST, running, wait_until
 
 EFFECTS = "CREATE TABLE effects (job_id bigint NOT NULL, note text)"
@@ -201,3 +213,76 @@ def test_a_transaction_left_open_by_a_handler_never_swallows_the_next_jobs(
             lambda: scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE status = 'completed'") == 3
         )
     assert effects(db) == [(i, "ok") for i in ids]
+
+
+# What may happen to a job between its claim and the run's completion in its
+# transaction, and whether the run still holds it afterwards.
+MEANWHILE = {
+    "nothing": True,
+    "heartbeat": True,
+    "cancelled": False,
+    "recovered and claimed again": False,
+    "recovered, not claimed again": False,
+    "completed by the run already": False,
+    "past its timeout": False,
+}
+
+
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=40
+)
+@given(
+    events=st.lists(st.sampled_from(sorted(MEANWHILE)), max_size=3),
+    result=st.one_of(st.none(), st.integers(), st.text(max_size=20)),
+)
+def test_sql_the_callers_writes_commit_exactly_when_the_run_holds_the_job(
+    db: Conn, dsn: str, events: list[str], result: Any
+) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS effects (job_id bigint NOT NULL, note text)")
+    db.execute("TRUNCATE effects")
+    db.execute("DELETE FROM pyqueue.jobs")
+    job_id = enqueue(db, timeout="1 hour", max_attempts=10)
+    token = claim_one(db).lease_token
+    held = True
+    for event in events:
+        status = job(db, job_id)["status"]
+        if event == "heartbeat":
+            db.execute("SELECT pyqueue.heartbeat(%s, %s)", [[job_id], [token]])
+        elif event == "cancelled":
+            db.execute("SELECT pyqueue.cancel(%s)", [job_id])
+        elif event.startswith("recovered") and status == "running":
+            expire_lease(db, job_id)
+            db.execute("SELECT pyqueue.recover_expired()")
+            if event.endswith("claimed again"):
+                claim(db, "q", 1)
+        elif event == "completed by the run already":
+            db.execute("SELECT pyqueue.complete(%s, %s)", [job_id, token])
+        elif event == "past its timeout" and status == "running":
+            db.execute(
+                "UPDATE pyqueue.jobs SET started_at = now() - interval '2 hours' WHERE id = %s",
+                [job_id],
+            )
+        held = held and MEANWHILE[event]
+    before = job(db, job_id)
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO effects VALUES (%s, 'effect')", [job_id])
+        try:
+            conn.execute(
+                "SELECT pyqueue.complete_or_raise(%s, %s, %s)",
+                [job_id, token, Jsonb(result)],
+            )
+            refused = None
+        except psycopg.Error as error:
+            refused = error
+            conn.rollback()
+
+    after = job(db, job_id)
+    if held:
+        assert refused is None
+        assert effects(db) == [(job_id, "effect")]
+        assert (after["status"], after["result"]) == ("completed", result)
+    else:
+        assert refused is not None and refused.sqlstate == "55000"
+        assert effects(db) == []
+        assert after == before
