@@ -53,7 +53,8 @@ $$;
 -- that the caller's whole transaction rolls back and its writes never land
 -- for a run that lost the job. Raises as complete() does when no job has that
 -- id. From its call to the commit, the job's row stays locked: no recovery or
--- cancel can take the job meanwhile.
+-- cancel can take the job meanwhile, and the worker's heartbeats wait for it;
+-- so call it last, just before COMMIT.
 CREATE OR REPLACE FUNCTION pyqueue.complete_or_raise(
     job_id      bigint,
     lease_token uuid,
