@@ -408,6 +408,43 @@ BEGIN
 END;
 $$;
 
+-- ==== sql/05_lock_order.sql
+-- Lock order: the one order in which pyqueue locks several job rows.
+--
+-- A statement that may wait for job rows it is going to change locks them
+-- first, all of them, in ascending id order (_lock_held), and only then
+-- changes them. Two such statements on the same jobs then wait for each other
+-- at most in one direction, never in a cycle: without it, a worker's
+-- heartbeat (on one connection) and its complete_batch (on another) each hold
+-- some of their jobs and wait for the other's, and PostgreSQL fails one of
+-- them with "deadlock detected".
+--
+--   heartbeat, complete_batch, release, fail_batch    _lock_held, by id
+--   complete, report_progress, cancel                 one row: no order needed
+--   claim_batch, recover_expired, maintain's purges   FOR UPDATE SKIP LOCKED:
+--       they never wait for a row, so they are never part of a cycle; the rows
+--       they then change are the ones they locked
+--
+-- tests/test_lock_order.py runs heartbeats against each of the batch outcomes
+-- on the same jobs, in different orders, and finds no deadlock.
+
+-- _lock_held(job_ids, lease_tokens): locks the rows of the jobs that the pairs
+-- (id, lease token) still hold, in ascending id order, waiting for each in
+-- turn. Pairs that hold nothing lock nothing. Call it before an UPDATE or
+-- DELETE of those rows in the same transaction.
+CREATE OR REPLACE FUNCTION pyqueue._lock_held(job_ids bigint[], lease_tokens uuid[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- LockRows runs above the sort, so the rows are locked in id order.
+    PERFORM 1
+    FROM pyqueue.jobs j, unnest(job_ids, lease_tokens) AS h(id, token)
+    WHERE j.id = h.id AND j.lease_token = h.token
+    ORDER BY j.id
+    FOR UPDATE OF j;
+END;
+$$;
+
 -- ==== sql/10_enqueue.sql
 -- Enqueue: add jobs. Both functions run in the caller's transaction, so a job
 -- enqueued beside a business row commits or rolls back with it. A NOTIFY on
@@ -882,8 +919,8 @@ $$;
 -- release(job_ids, lease_tokens) -> SETOF bigint (the ids handed back)
 -- Hands back claimed jobs the worker never started (on shutdown): they are
 -- pending again, in their old place in line (run_at unchanged), and the claim
--- is not counted as an attempt. Pairs whose
--- token no longer holds the job are ignored.
+-- is not counted as an attempt. Pairs whose token no longer holds the job are
+-- ignored. Locks the held jobs in id order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -892,6 +929,7 @@ AS $$
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
     PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
+    PERFORM _lock_held(job_ids, lease_tokens);
     RETURN QUERY
     UPDATE jobs j
     SET status       = 'pending',
@@ -995,12 +1033,47 @@ BEGIN
 END;
 $$;
 
+-- complete_or_raise(job_id, lease_token, result) -> void
+-- complete() for a handler that writes its effects in the same transaction as
+-- its completion, for effects that happen exactly once: when the caller no
+-- longer holds the job (its lease was lost and the job recovered, claimed
+-- again, cancelled, or its run is past its timeout, or it was completed
+-- already), it raises SQLSTATE 55000 (object_not_in_prerequisite_state), so
+-- that the caller's whole transaction rolls back and its writes never land
+-- for a run that lost the job. Raises as complete() does when no job has that
+-- id. From its call to the commit, the job's row stays locked: no recovery or
+-- cancel can take the job meanwhile, and the worker's heartbeats wait for it;
+-- so call it last, just before COMMIT.
+CREATE OR REPLACE FUNCTION pyqueue.complete_or_raise(
+    job_id      bigint,
+    lease_token uuid,
+    result      jsonb DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF job_id IS NULL OR lease_token IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: job_id and lease_token must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT complete(job_id, lease_token, result) THEN
+        RAISE EXCEPTION 'pyqueue: job % is no longer held with this lease token '
+                        '(cancelled, timed out, completed, or recovered after its lease '
+                        'expired): not completed, roll the transaction back', job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END;
+$$;
+
 -- complete_batch(job_ids, lease_tokens, results) -> SETOF bigint
 -- complete() for many jobs in one statement. results, when given, pairs with
 -- job_ids (NULL: no results). Returns the ids that were completed; the others
 -- were no longer held by the caller (or do not exist). A result over its
 -- queue's max_result_bytes refuses the whole call (22023, naming the job), so
--- that the caller can fail that job and complete the others.
+-- that the caller can fail that job and complete the others. Locks the held
+-- jobs in id order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.complete_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -1028,6 +1101,8 @@ BEGIN
     END IF;
     PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
     PERFORM _check_results(job_ids, results);
+    -- In id order, so that a heartbeat of the same jobs never deadlocks with it.
+    PERFORM _lock_held(job_ids, lease_tokens);
     -- No "status = 'running'" here: a matching lease token already means
     -- running (the table's CHECK), and that condition would let the planner
     -- drive the join from jobs_lease_idx, rescanning the arrays once per
@@ -1144,8 +1219,7 @@ $$;
 -- with no attempts left. Any other id, unknown ones included, is 'lost' and
 -- changes nothing. errors pairs with job_ids, and so do tracebacks when given.
 -- One row per id given, in the order given. The held jobs are locked in id
--- order, so that two batch calls on the same jobs never wait for each other in
--- a cycle.
+-- order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.fail_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -1175,11 +1249,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM 1
-    FROM jobs j, unnest(job_ids, lease_tokens) AS f(id, token)
-    WHERE j.id = f.id AND j.lease_token = f.token
-    ORDER BY j.id
-    FOR UPDATE OF j;
+    PERFORM _lock_held(job_ids, lease_tokens);
 
     SELECT array_agg(h.id ORDER BY h.id), array_agg(h.error ORDER BY h.id),
            array_agg(h.traceback ORDER BY h.id)
@@ -1239,7 +1309,9 @@ $$;
 -- Extends the leases the caller holds to now() + lease, never past a run's
 -- timeout. Returns the ids still held; a job missing from the answer was lost
 -- (recovered, claimed again, cancelled, or past its timeout) and its handler's
--- outcome will not be recorded.
+-- outcome will not be recorded. Locks the held jobs in id order first
+-- (sql/05_lock_order.sql): the worker stores outcomes of the same jobs on
+-- another connection meanwhile.
 CREATE OR REPLACE FUNCTION pyqueue.heartbeat(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -1257,6 +1329,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM _check_interval('lease', lease);
+    PERFORM _lock_held(job_ids, lease_tokens);
     RETURN QUERY
     UPDATE jobs j
     SET locked_until = least(now() + lease, j.started_at + j.timeout)
@@ -1306,8 +1379,9 @@ $$;
 -- run counted as an attempt, keeping its run_at, which is past, so it is
 -- claimed again at once and ahead of the jobs of its priority that came due
 -- after it; with no attempts left it is dead-lettered. At most max_jobs per
--- call, oldest lease first. claim_batch and maintain call this; calling it by
--- hand is harmless.
+-- call, oldest lease first, skipping rows locked by others: it never waits for
+-- a row (sql/05_lock_order.sql). claim_batch and maintain call this; calling
+-- it by hand is harmless.
 CREATE OR REPLACE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1901,6 +1975,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.claim_batch(text[], text, integer, interval),
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
+    pyqueue.complete_or_raise(bigint, uuid, jsonb),
     pyqueue.fail(bigint, uuid, text, text),
     pyqueue.fail_batch(bigint[], uuid[], text[], text[]),
     pyqueue.heartbeat(bigint[], uuid[], interval),

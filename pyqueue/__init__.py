@@ -7,6 +7,7 @@ from pyqueue.errors import (
     InvalidPayload,
     JobNotFound,
     JobStateError,
+    LeaseLost,
     PyqueueError,
     SchemaError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "JobContext",
     "JobNotFound",
     "JobStateError",
+    "LeaseLost",
     "PyqueueError",
     "Queue",
     "Schedule",

@@ -30,6 +30,10 @@ class JobStateError(PyqueueError):
     """The job exists but is not in a state that allows the action."""
 
 
+class LeaseLost(JobStateError):
+    """A job transaction did not commit: its run no longer holds the job."""
+
+
 class HungHandlers(PyqueueError):
     """Too many handler threads still run jobs the worker has given up on: restart it."""
 

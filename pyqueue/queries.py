@@ -140,6 +140,11 @@ CLAIM = (
 # Raises a data exception (class 22) when the database refuses a result.
 COMPLETE = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::text[]::jsonb[])"
 
+# Complete a job in the handler's own transaction (job.transaction()): (job_id,
+# lease_token, result JSON text or NULL). Raises SQLSTATE 55000 when the run no
+# longer holds the job, so that the transaction rolls back.
+COMPLETE_IN_TRANSACTION = "SELECT pyqueue.complete_or_raise(%s, %s, %s::jsonb)"
+
 # Record failures, a burst in one statement: (job ids bigint[], lease tokens
 # uuid[], errors text[], tracebacks text[]). Returns one row per job, in the
 # order given: (id, outcome) where outcome is a FailOutcome's value: 'pending'

@@ -141,8 +141,8 @@ $$;
 -- release(job_ids, lease_tokens) -> SETOF bigint (the ids handed back)
 -- Hands back claimed jobs the worker never started (on shutdown): they are
 -- pending again, in their old place in line (run_at unchanged), and the claim
--- is not counted as an attempt. Pairs whose
--- token no longer holds the job are ignored.
+-- is not counted as an attempt. Pairs whose token no longer holds the job are
+-- ignored. Locks the held jobs in id order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.release(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -151,6 +151,7 @@ AS $$
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
     PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
+    PERFORM _lock_held(job_ids, lease_tokens);
     RETURN QUERY
     UPDATE jobs j
     SET status       = 'pending',

@@ -84,12 +84,47 @@ BEGIN
 END;
 $$;
 
+-- complete_or_raise(job_id, lease_token, result) -> void
+-- complete() for a handler that writes its effects in the same transaction as
+-- its completion, for effects that happen exactly once: when the caller no
+-- longer holds the job (its lease was lost and the job recovered, claimed
+-- again, cancelled, or its run is past its timeout, or it was completed
+-- already), it raises SQLSTATE 55000 (object_not_in_prerequisite_state), so
+-- that the caller's whole transaction rolls back and its writes never land
+-- for a run that lost the job. Raises as complete() does when no job has that
+-- id. From its call to the commit, the job's row stays locked: no recovery or
+-- cancel can take the job meanwhile, and the worker's heartbeats wait for it;
+-- so call it last, just before COMMIT.
+CREATE OR REPLACE FUNCTION pyqueue.complete_or_raise(
+    job_id      bigint,
+    lease_token uuid,
+    result      jsonb DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pyqueue, pg_temp
+AS $$
+BEGIN
+    IF job_id IS NULL OR lease_token IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: job_id and lease_token must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT complete(job_id, lease_token, result) THEN
+        RAISE EXCEPTION 'pyqueue: job % is no longer held with this lease token '
+                        '(cancelled, timed out, completed, or recovered after its lease '
+                        'expired): not completed, roll the transaction back', job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END;
+$$;
+
 -- complete_batch(job_ids, lease_tokens, results) -> SETOF bigint
 -- complete() for many jobs in one statement. results, when given, pairs with
 -- job_ids (NULL: no results). Returns the ids that were completed; the others
 -- were no longer held by the caller (or do not exist). A result over its
 -- queue's max_result_bytes refuses the whole call (22023, naming the job), so
--- that the caller can fail that job and complete the others.
+-- that the caller can fail that job and complete the others. Locks the held
+-- jobs in id order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.complete_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -117,6 +152,8 @@ BEGIN
     END IF;
     PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
     PERFORM _check_results(job_ids, results);
+    -- In id order, so that a heartbeat of the same jobs never deadlocks with it.
+    PERFORM _lock_held(job_ids, lease_tokens);
     -- No "status = 'running'" here: a matching lease token already means
     -- running (the table's CHECK), and that condition would let the planner
     -- drive the join from jobs_lease_idx, rescanning the arrays once per

@@ -91,8 +91,7 @@ $$;
 -- with no attempts left. Any other id, unknown ones included, is 'lost' and
 -- changes nothing. errors pairs with job_ids, and so do tracebacks when given.
 -- One row per id given, in the order given. The held jobs are locked in id
--- order, so that two batch calls on the same jobs never wait for each other in
--- a cycle.
+-- order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.fail_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -122,11 +121,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM 1
-    FROM jobs j, unnest(job_ids, lease_tokens) AS f(id, token)
-    WHERE j.id = f.id AND j.lease_token = f.token
-    ORDER BY j.id
-    FOR UPDATE OF j;
+    PERFORM _lock_held(job_ids, lease_tokens);
 
     SELECT array_agg(h.id ORDER BY h.id), array_agg(h.error ORDER BY h.id),
            array_agg(h.traceback ORDER BY h.id)

@@ -4,7 +4,9 @@
 -- Extends the leases the caller holds to now() + lease, never past a run's
 -- timeout. Returns the ids still held; a job missing from the answer was lost
 -- (recovered, claimed again, cancelled, or past its timeout) and its handler's
--- outcome will not be recorded.
+-- outcome will not be recorded. Locks the held jobs in id order first
+-- (sql/05_lock_order.sql): the worker stores outcomes of the same jobs on
+-- another connection meanwhile.
 CREATE OR REPLACE FUNCTION pyqueue.heartbeat(
     job_ids      bigint[],
     lease_tokens uuid[],
@@ -22,6 +24,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM _check_interval('lease', lease);
+    PERFORM _lock_held(job_ids, lease_tokens);
     RETURN QUERY
     UPDATE jobs j
     SET locked_until = least(now() + lease, j.started_at + j.timeout)
@@ -71,8 +74,9 @@ $$;
 -- run counted as an attempt, keeping its run_at, which is past, so it is
 -- claimed again at once and ahead of the jobs of its priority that came due
 -- after it; with no attempts left it is dead-lettered. At most max_jobs per
--- call, oldest lease first. claim_batch and maintain call this; calling it by
--- hand is harmless.
+-- call, oldest lease first, skipping rows locked by others: it never waits for
+-- a row (sql/05_lock_order.sql). claim_batch and maintain call this; calling
+-- it by hand is harmless.
 CREATE OR REPLACE FUNCTION pyqueue.recover_expired(max_jobs integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER

@@ -58,6 +58,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.claim_batch(text[], text, integer, interval),
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
+    pyqueue.complete_or_raise(bigint, uuid, jsonb),
     pyqueue.fail(bigint, uuid, text, text),
     pyqueue.fail_batch(bigint[], uuid[], text[], text[]),
     pyqueue.heartbeat(bigint[], uuid[], interval),

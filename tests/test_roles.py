@@ -44,6 +44,7 @@ ALLOWED_FUNCTIONS = {
         "claim_batch",
         "complete",
         "complete_batch",
+        "complete_or_raise",
         "fail",
         "fail_batch",
         "heartbeat",

@@ -265,3 +265,41 @@ def test_a_job_enqueued_to_an_idle_worker_process_starts_at_once(ledger, workers
     assert float(latency) < 2.0  # the poll would take 30 s
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0
+
+
+def test_a_worker_never_holds_more_running_jobs_than_its_concurrency(ledger, workers):
+    # Storing a completion is made slow (a loaded database), the handlers are
+    # instant: finished jobs wait for their outcome to be stored, and must keep
+    # their handler slot meanwhile, or the worker claims on and holds ever more.
+    ledger.execute(SLOW_COMPLETION)
+    ledger.execute("SELECT pyqueue.enqueue_batch('fast', array_fill('{}'::jsonb, ARRAY[1500]))")
+    concurrency = 8
+    fleet = [workers("--concurrency", str(concurrency), "--batch-size", "10") for _ in range(2)]
+    most: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while scalar(ledger, "SELECT count(*) FROM pyqueue.jobs WHERE status <> 'completed'"):
+        for name, running in ledger.execute(
+            "SELECT worker, count(*) FROM pyqueue.jobs WHERE status = 'running' GROUP BY worker"
+        ):
+            most[name] = max(most.get(name, 0), running)
+        assert time.monotonic() < deadline, f"not drained in 60 s\n{fleet[0].output()}"
+        time.sleep(0.01)
+    for worker in fleet:
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    print(f"most jobs running per worker: {most}")
+    assert len(most) == 2
+    assert max(most.values()) <= concurrency
+
+
+# Every completion waits 2 ms per job, as on a database busy with other work.
+SLOW_COMPLETION = """
+CREATE FUNCTION slow_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.002);
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER slow_completion BEFORE UPDATE ON pyqueue.jobs
+FOR EACH ROW WHEN (NEW.status = 'completed') EXECUTE FUNCTION slow_completion();
+"""

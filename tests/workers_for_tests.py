@@ -85,3 +85,8 @@ def ledger(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
         time.sleep(delay)
     _write(job, "end")
     return {"attempt": job.attempt}
+
+
+@worker.handler("fast")
+def fast(payload: Any, job: JobContext) -> None:
+    """Does nothing: the handlers finish faster than the worker can store outcomes."""

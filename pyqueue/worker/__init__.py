@@ -19,6 +19,8 @@ on it a few parts with one job each, meeting only in a small shared State
 - completer.py: stores the outcomes queued meanwhile as one burst;
 - leases.py: extends the leases of the jobs held, recovers expired ones;
 - listener.py: LISTENs for enqueues and wakes the claimer;
+- transaction.py: `job.transaction()`, a handler's writes committed with
+  its job's completion, fenced by the lease token;
 - runner.py: `Worker`, its settings (settings.py), signals and the schema check.
 
 What must stay true:
@@ -27,8 +29,10 @@ What must stay true:
   decides when to call. A call lost with its connection is repeated on a new
   one (connection.py), which is safe because SQL fences every call with the
   job's lease token.
-- The worker never holds more jobs than it has free handler slots, so a busy
-  worker leaves work to idle ones, and a stop rarely has jobs to hand back.
+- The worker never holds more jobs than `concurrency`: a handler slot is
+  taken from a job's claim until its outcome is stored. So a busy worker
+  leaves work to idle ones, a stop rarely has jobs to hand back, and a kill -9
+  re-runs at most `concurrency` jobs.
 - At most one claim is in flight: two would skip each other's locked rows.
 - A job's last progress report is stored before its outcome.
 """

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pyqueue.errors import InvalidArgument
 from pyqueue.jobs import ClaimedJob
+from pyqueue.worker.transaction import JobTransaction, TransactionConnections, result_json
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -20,11 +22,16 @@ class JobContext:
     """The second argument of every handler: `handler(payload, job)`.
 
     id, queue, attempt (1 for the first run) and max_attempts describe the
-    job; `progress()` reports how far the handler has got.
+    job; `progress()` reports how far the handler has got; `transaction()`
+    completes the job together with the handler's own writes.
     """
 
     def __init__(
-        self, job: ClaimedJob, loop: asyncio.AbstractEventLoop, send: ProgressSender
+        self,
+        job: ClaimedJob,
+        loop: asyncio.AbstractEventLoop,
+        send: ProgressSender,
+        transactions: TransactionConnections | None = None,
     ) -> None:
         self.id = job.id
         self.queue = job.queue
@@ -36,6 +43,9 @@ class JobContext:
         self._pending: tuple[int, str | None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.reported = False  # progress() was called: the worker orders the outcome after it
+        self._transactions = transactions
+        # Completed in a job transaction that committed: the outcome is stored.
+        self.settled = False
 
     def __repr__(self) -> str:
         return (
@@ -66,6 +76,24 @@ class JobContext:
             # RuntimeError: the worker's loop is closed, it stopped at once.
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._offer, pct, message)
+
+    def transaction(self, result: Any = None) -> JobTransaction:
+        """A transaction on the worker's database that completes this job when it commits.
+
+        `with job.transaction() as conn:` in a plain handler (a psycopg
+        Connection), `async with` in an async one (an AsyncConnection). Write
+        the job's effects on `conn`; when the block ends without an exception,
+        the job is completed with `result` (JSON) in the same transaction, and
+        it commits. If this run no longer holds the job (its lease was lost,
+        or it was cancelled or timed out), nothing commits: the transaction
+        rolls back and pyqueue.LeaseLost is raised. So the writes land exactly
+        once per job however often it runs. Once per run; the handler's return
+        value is then not stored.
+        """
+        if self._transactions is None:
+            raise InvalidArgument("job transactions need a worker: this job has no database")
+        params = [self.id, self._job.lease_token, result_json(result)]
+        return JobTransaction(self, self._transactions, params)
 
     def _offer(self, pct: int, message: str | None) -> None:
         self._pending = (pct, message)

@@ -29,6 +29,7 @@ from pyqueue.worker.context import JobContext
 from pyqueue.worker.outcome import Held, encode_result, failure
 from pyqueue.worker.state import State
 from pyqueue.worker.threads import RETIRE, DaemonThreads
+from pyqueue.worker.transaction import TransactionConnections
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -71,13 +72,14 @@ class Executor:
         self._posted: list[Posted] = []
         self._posted_lock = threading.Lock()
         self._send_progress = self.send_progress  # bound once, not once per job
+        self.transactions = TransactionConnections(progress_db.conninfo)
         # Handler threads still running jobs given up on, and how many may be.
         self.abandoned_threads = 0
         self.max_abandoned = max_abandoned
 
     def start(self, job: ClaimedJob) -> None:
         """Run the job's handler in a free slot (the claimer claims only for free ones)."""
-        held = Held(job, JobContext(job, self.loop, self._send_progress))
+        held = Held(job, JobContext(job, self.loop, self._send_progress, self.transactions))
         state = self.state
         state.held[job.id] = held
         state.running += 1
@@ -234,7 +236,12 @@ class Executor:
         state = self.state
         state.running -= 1
         state.slot_free.set()
-        if held.context.reporting:  # its last progress report first, not lost after completion
+        if held.context.settled:  # completed in the handler's own transaction
+            if error is not None:
+                logger.warning("job %s: completed in its transaction, then failed: %s",
+                               held.job.id, error)  # fmt: skip
+            state.forget(held)
+        elif held.context.reporting:  # its last progress report first, not lost after completion
             self._track(self._queue_after_reports(held))
         else:
             self.outcomes.put_nowait(held)

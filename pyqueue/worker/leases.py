@@ -53,7 +53,8 @@ class LeaseKeeper:
         """Extend the lease of every job held; the ones found lost are logged and
         handed to `on_lost` (which stops waiting for their handlers)."""
         held = self.state.held
-        holding = [h for h in held.values() if not h.lost]
+        # A job completed in its handler's transaction is no longer leased.
+        holding = [h for h in held.values() if not (h.lost or h.context.settled)]
         if not holding:
             return
         rows = await self.db.call(
@@ -67,7 +68,11 @@ class LeaseKeeper:
         kept = {row[0] for row in rows}
         for h in holding:
             # A job whose outcome was stored meanwhile is missing too; not lost.
-            if h.job.id not in kept and not h.finished and held.get(h.job.id):
+            if (
+                h.job.id not in kept
+                and not (h.finished or h.context.settled)
+                and held.get(h.job.id)
+            ):
                 h.lost = True
                 logger.warning(
                     "job %s (%s) was lost while its handler runs (timed out, cancelled, "

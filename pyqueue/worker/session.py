@@ -105,6 +105,7 @@ class Session:
             await self.completer.drained(FINAL_WRITES_SECONDS)
         finally:
             self.executor.close()
+            await self.executor.transactions.close()
             for task in beside:
                 task.cancel()
             await asyncio.gather(*beside, return_exceptions=True)

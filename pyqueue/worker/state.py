@@ -19,12 +19,17 @@ logger = logging.getLogger("pyqueue.worker")
 class State:
     """The jobs held from claim until their outcome is stored, and the free slots.
 
+    A slot is taken from the claim of a job until its outcome is stored, not
+    only while its handler runs: so the jobs this worker holds `running` in the
+    database (the most a kill -9 can make run again) never exceed `concurrency`,
+    however far storing outcomes falls behind the handlers.
+
     - `held`: every job this worker has claimed and not yet stored an outcome
-      for; the lease keeper extends the leases of exactly these.
-    - `running`: handlers started and not finished, never above `concurrency`;
-      the claimer claims only for the slots left.
-    - `slot_free`: set when a handler finishes (the claimer clears it before
-      waiting).
+      for; the lease keeper extends the leases of exactly these. Never more
+      than `concurrency`: the claimer claims only for the slots left (`free`).
+    - `running`: handlers started and not finished (a part of `held`).
+    - `slot_free`: set when a handler finishes or a job is no longer held (the
+      claimer clears it before waiting).
     - `wake`: a job may be due, claim now (set by the listener, cleared by the
       claimer before each claim, so a NOTIFY during a claim claims again).
     - `stopping`: claim no more (set once, by stop() or fail()).
@@ -42,12 +47,14 @@ class State:
 
     @property
     def free(self) -> int:
-        return self.concurrency - self.running
+        """Slots for new claims: those of jobs neither running nor awaiting storage."""
+        return self.concurrency - len(self.held)
 
     def forget(self, held: Held) -> None:
-        """The job's outcome is stored (or given up on): it is no longer held."""
+        """The job's outcome is stored (or given up on): it is no longer held, its slot is free."""
         if self.held.get(held.job.id) is held:
             del self.held[held.job.id]
+            self.slot_free.set()
 
     def fail(self, error: PyqueueError) -> None:
         """Stop as stop() does, and end the run with `error` once stopped."""

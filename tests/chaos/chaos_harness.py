@@ -109,6 +109,20 @@ def unfinished(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def in_flight(conn: psycopg.Connection[Any]) -> dict[int, list[int]]:
+    """pid -> jobs whose run in that worker started and has not ended."""
+    rows = conn.execute(
+        """
+        SELECT s.pid, array_agg(s.job_id ORDER BY s.job_id) FROM chaos_ledger s
+        WHERE s.event = 'start'
+          AND NOT EXISTS (SELECT FROM chaos_ledger e WHERE e.event = 'end' AND e.job_id = s.job_id
+                          AND e.attempt = s.attempt AND e.pid = s.pid)
+        GROUP BY s.pid
+        """
+    ).fetchall()
+    return {pid: jobs for pid, jobs in rows}
+
+
 def wait_drained(conn: psycopg.Connection[Any], timeout: float, fleet: Fleet | None = None) -> None:
     """Until no job is pending or running; fail with the workers' logs after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -10,6 +10,12 @@ its "work": a sleep, then one row in chaos_effects, written idempotently. Enviro
     PYQUEUE_CHAOS_HEARTBEAT  seconds between heartbeats (default: lease / 3)
 
 Payload: {"seconds": how long the run takes, "fail": true to raise every time}.
+
+Two more queues for the exactly-once-effects scenario, both writing one row per
+run into chaos_runs, with no key to stop a second row: "chaos-plain" writes it
+on its own connection (at-least-once: a re-run writes again), "chaos-tx" in
+the job's transaction (job.transaction()), which commits only with the job's
+completion by the run that still holds it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,16 @@ CREATE TABLE chaos_ledger (
 EFFECTS_DDL = """
 CREATE TABLE chaos_effects (
     job_id  bigint  PRIMARY KEY,
+    attempt integer NOT NULL,
+    pid     integer NOT NULL
+)
+"""
+PLAIN_QUEUE = "chaos-plain"
+TX_QUEUE = "chaos-tx"
+RUNS_DDL = """
+CREATE TABLE chaos_runs (
+    job_id  bigint  NOT NULL,
+    queue   text    NOT NULL,
     attempt integer NOT NULL,
     pid     integer NOT NULL
 )
@@ -99,3 +115,28 @@ def run(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
     )
     record(job, "end")
     return {"pid": os.getpid(), "attempt": job.attempt}
+
+
+@worker.handler(PLAIN_QUEUE)
+def run_plain(payload: dict[str, Any], job: JobContext) -> None:
+    """The effect first, then the rest of the work: a kill after the write re-runs it."""
+    record(job, "start")
+    write(
+        "INSERT INTO chaos_runs (job_id, queue, attempt, pid) VALUES (%s, %s, %s, %s)",
+        [job.id, job.queue, job.attempt, os.getpid()],
+    )
+    time.sleep(float(payload.get("seconds", 0)))
+    record(job, "end")
+
+
+@worker.handler(TX_QUEUE)
+def run_in_transaction(payload: dict[str, Any], job: JobContext) -> None:
+    """The same work with its effect in the job's transaction."""
+    record(job, "start")
+    with job.transaction() as conn:
+        conn.execute(
+            "INSERT INTO chaos_runs (job_id, queue, attempt, pid) VALUES (%s, %s, %s, %s)",
+            [job.id, job.queue, job.attempt, os.getpid()],
+        )
+        time.sleep(float(payload.get("seconds", 0)))
+    record(job, "end")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.chaos_harness import Fleet, jobs_per_scenario
+from tests.chaos.chaos_harness import Fleet, harness_connect, jobs_per_scenario, prepare
 
 SUMMARY = pytest.StashKey[list[str]]()
 
@@ -22,6 +22,14 @@ SUMMARY = pytest.StashKey[list[str]]()
 def chaos_summary(request: pytest.FixtureRequest) -> Callable[[str], None]:
     lines = request.config.stash.setdefault(SUMMARY, [])
     return lines.append
+
+
+@pytest.fixture
+def chaos_db(dsn: str) -> Iterator[Any]:
+    """The harness's connection to the test database, prepared for chaos (prepare)."""
+    with harness_connect(dsn) as conn:
+        prepare(conn)
+        yield conn
 
 
 @pytest.fixture

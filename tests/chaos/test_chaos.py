@@ -30,6 +30,7 @@ from tests.chaos.chaos_harness import (
     durations,
     enqueue,
     harness_connect,
+    in_flight,
     jobs_per_scenario,
     prepare,
     unfinished,
@@ -41,27 +42,6 @@ pytestmark = pytest.mark.chaos
 N = jobs_per_scenario()
 # Generous: the machine may be shared, and a lease must expire for recovery.
 DRAIN_SECONDS = 90 + N * 0.2
-
-
-@pytest.fixture
-def chaos_db(dsn: str) -> Any:
-    with harness_connect(dsn) as conn:
-        prepare(conn)
-        yield conn
-
-
-def in_flight(conn: psycopg.Connection[Any]) -> dict[int, list[int]]:
-    """pid -> jobs whose run in that worker started and has not ended."""
-    rows = conn.execute(
-        """
-        SELECT s.pid, array_agg(s.job_id ORDER BY s.job_id) FROM chaos_ledger s
-        WHERE s.event = 'start'
-          AND NOT EXISTS (SELECT FROM chaos_ledger e WHERE e.event = 'end' AND e.job_id = s.job_id
-                          AND e.attempt = s.attempt AND e.pid = s.pid)
-        GROUP BY s.pid
-        """
-    ).fetchall()
-    return {pid: jobs for pid, jobs in rows}
 
 
 def test_kill_9_workers_while_jobs_run(chaos_db, dsn, fleets, chaos_summary):
