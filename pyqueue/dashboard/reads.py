@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from pyqueue import queries
 from pyqueue.client import Queue
 from pyqueue.jobs import Job
+from pyqueue.pool import CallConnection, ClientPool
 
 # The words a person reads for each status of the all_jobs view.
 STATE_WORDS = {
@@ -54,16 +54,14 @@ class Reads:
 
     def __init__(self, conninfo: str) -> None:
         self.queue = Queue(conninfo)
-        self._pool = ConnectionPool(
-            conninfo, min_size=0, max_size=4, open=True, name="pyqueue-dashboard"
-        )
+        self._pool = ClientPool(conninfo, max_connections=4)
 
     def close(self) -> None:
         self._pool.close()
         self.queue.close()
 
     def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[dict[str, Any]]:
-        with self._pool.connection() as conn:
+        with CallConnection(self._pool, None) as conn:
             rows = conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
         return [{k: plain(v) for k, v in row.items()} for row in rows]
 
@@ -102,7 +100,7 @@ class Reads:
 
     def jobs_with_key(self, key: str) -> list[dict[str, Any]]:
         """Jobs (live or dead) whose idempotency key is `key`, newest first."""
-        with self._pool.connection() as conn:
+        with CallConnection(self._pool, None) as conn:
             jobs = (
                 conn.cursor(row_factory=queries.JOB_ROW)
                 .execute(queries.JOBS_WITH_KEY, [key, PAGE_SIZE])
