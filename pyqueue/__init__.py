@@ -2,12 +2,16 @@
 
 from pyqueue.client import Queue
 from pyqueue.errors import (
+    CannotConnect,
+    ConnectionLost,
     HungHandlers,
     InvalidArgument,
     InvalidPayload,
     JobNotFound,
     JobStateError,
+    OutcomeUnknown,
     PyqueueError,
+    ReadOnlyDatabase,
     SchemaError,
 )
 from pyqueue.jobs import ClaimedJob, FailOutcome, Job, Schedule
@@ -16,7 +20,9 @@ from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CannotConnect",
     "ClaimedJob",
+    "ConnectionLost",
     "FailOutcome",
     "HungHandlers",
     "InvalidArgument",
@@ -25,8 +31,10 @@ __all__ = [
     "JobContext",
     "JobNotFound",
     "JobStateError",
+    "OutcomeUnknown",
     "PyqueueError",
     "Queue",
+    "ReadOnlyDatabase",
     "Schedule",
     "SchemaError",
     "Worker",

@@ -35,7 +35,10 @@ REASONS = [
         r"|authentication failed|no password supplied|is not permitted to log in"
         r"|permission denied for database",
     ),
-    ("server full", r"too many clients|remaining connection slots are reserved"),
+    (
+        "server full",
+        r"too many clients|remaining connection slots are reserved|too many connections for",
+    ),
     ("read-only standby", r"server is in hot standby mode|session is read-only"),
     ("not a standby", r"server is not in hot standby mode|session is not read-only"),
     (
