@@ -161,10 +161,9 @@ def lost(error: psycopg.Error, writes: str | None) -> ConnectionLost:
     cause = " ".join(str(error).split()) or type(error).__name__
     if writes is None:
         return ConnectionLost(f"the database connection was lost ({cause}); trying again is safe")
-    return OutcomeUnknown(
-        f"the database connection was lost during {writes} ({cause}): it may or may not "
-        "have happened; retrying with the same idempotency key is safe"
-        if writes.startswith("enqueue")
-        else f"the database connection was lost during {writes} ({cause}): it may or may "
-        "not have happened"
-    )
+    message = f"the database connection was lost during {writes} ({cause}): it may or may not "
+    if writes.startswith("enqueue"):
+        return OutcomeUnknown(
+            message + "have happened; retrying with the same idempotency key is safe"
+        )
+    return OutcomeUnknown(message + "have happened")
