@@ -68,49 +68,56 @@ class ClientPool:
         self.conninfo = with_connect_timeout(conninfo, connect_timeout)
         self.max_connections = max_connections
         self.wait_timeout = wait_timeout
-        self._slots = threading.BoundedSemaphore(max_connections)
         self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
+        self._in_use = 0
+        # One lock for both: a call takes it once to borrow and once to give back.
+        self._changed = threading.Condition(threading.Lock())
         self._closed = False
 
     def getconn(self) -> psycopg.Connection[Any]:
         """An idle connection that still works, else a new one; CannotConnect if none opens."""
         if self._closed:
             raise PyqueueError("this Queue is closed")
-        if not self._slots.acquire(timeout=self.wait_timeout):
-            raise PoolExhausted(
-                f"all {self.max_connections} connections of this Queue stayed in use for "
-                f"{self.wait_timeout:g} s: give it more (max_connections) or call it from "
-                "fewer threads at once"
-            )
+        with self._changed:
+            if self._in_use >= self.max_connections and not self._changed.wait_for(
+                lambda: self._in_use < self.max_connections, self.wait_timeout
+            ):
+                raise PoolExhausted(
+                    f"all {self.max_connections} connections of this Queue stayed in use for "
+                    f"{self.wait_timeout:g} s: give it more (max_connections) or call it from "
+                    "fewer threads at once"
+                )
+            self._in_use += 1
+            conn = self._idle.pop() if self._idle else None
         try:
-            while True:
-                with self._lock:
-                    conn = self._idle.pop() if self._idle else None
-                if conn is None:
-                    return connect(self.conninfo, autocommit=True)
-                if not server_hung_up(conn):
-                    return conn
+            while conn is not None and server_hung_up(conn):
                 conn.close()
+                with self._changed:
+                    conn = self._idle.pop() if self._idle else None
+            return conn if conn is not None else connect(self.conninfo, autocommit=True)
         except BaseException:
-            self._slots.release()
+            self._give_back(None)
             raise
 
     def putconn(self, conn: psycopg.Connection[Any]) -> None:
         """Give a connection back: kept when idle and open, closed otherwise."""
-        try:
-            idle = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-            if self._closed or not idle:
-                conn.close()
-            else:
-                with self._lock:
-                    self._idle.append(conn)
-        finally:
-            self._slots.release()
+        idle = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        if self._closed or not idle:
+            conn.close()
+            self._give_back(None)
+        else:
+            self._give_back(conn)
+
+    def _give_back(self, conn: psycopg.Connection[Any] | None) -> None:
+        with self._changed:
+            if conn is not None:
+                self._idle.append(conn)
+            self._in_use -= 1
+            self._changed.notify()
 
     def close(self) -> None:
         self._closed = True
-        with self._lock:
+        with self._changed:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
