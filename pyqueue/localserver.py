@@ -110,7 +110,7 @@ class LocalServer:
                 log = "\n" + "\n".join(self.log_file.read_text(errors="replace").splitlines()[-15:])
             raise ServerError(f"could not {what} the private PostgreSQL: {detail}{log}")
 
-    def _make_base_dir(self) -> None:
+    def _initdb(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             shutil.chown(self.base_dir, user=self._user)
@@ -122,9 +122,6 @@ class LocalServer:
                     f"the server runs as user {self._user}, who cannot reach {self.base_dir}: "
                     "choose a data directory whose parent folders it may enter"
                 )
-
-    def _initdb(self) -> None:
-        self._make_base_dir()
         result = self._run(
             "initdb", "-D", str(self.data_dir), "-U", SUPERUSER,
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
@@ -173,35 +170,6 @@ class LocalServer:
         if self.port() is not None:
             result = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
             self._check(result, "stop")
-
-    # Streaming replication, for failover drills and their tests.
-
-    def clone_standby_of(self, primary: LocalServer) -> None:
-        """Make this (not yet created) server a streaming standby of the running `primary`.
-
-        pg_basebackup -R copies the primary's data and writes the standby's
-        connection to it; start() then starts it as a hot standby. The primary
-        accepts replication from loopback as initdb configured it.
-        """
-        port = primary.port()
-        if port is None:
-            raise ServerError(f"the primary in {primary.base_dir} is not running")
-        self._make_base_dir()
-        result = self._run(
-            "pg_basebackup", "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
-            "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER,
-        )  # fmt: skip
-        self._check(result, "copy the primary into")
-
-    def promote(self) -> None:
-        """Turn this standby into a primary, waiting until it accepts writes."""
-        self._check(self._run("pg_ctl", "promote", "-w", "-D", str(self.data_dir)), "promote")
-
-    def postmaster_pid(self) -> int | None:
-        """The pid of the running server's postmaster, or None when it is not running."""
-        if self.port() is None:
-            return None
-        return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
 @contextmanager

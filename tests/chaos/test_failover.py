@@ -16,9 +16,8 @@ Size: PYQUEUE_CHAOS_JOBS / 4 jobs (50 in CI's short form).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
+import socket
 import tempfile
 import threading
 import time
@@ -28,7 +27,6 @@ from pathlib import Path
 import pytest
 
 import pyqueue
-from pyqueue.localserver import LocalServer
 from tests.chaos.chaos_harness import (
     QUEUE,
     Tally,
@@ -39,6 +37,7 @@ from tests.chaos.chaos_harness import (
     unfinished,
     wait_drained,
 )
+from tests.chaos.replication import DATABASE, Node, multi_host_url, new_password
 
 pytestmark = pytest.mark.chaos
 
@@ -46,6 +45,9 @@ N = max(20, jobs_per_scenario() // 4)
 DRAIN_SECONDS = 90 + N * 0.2
 # Not needed for durability in this drill (no machine crashes), and faster.
 FAST = {"fsync": "off", "full_page_writes": "off"}
+# A standby whose primary is gone retries every wal_retrieve_retry_interval
+# (5 s by default), and only notices a promotion between tries.
+STANDBY = {**FAST, "wal_retrieve_retry_interval": "200ms"}
 # Set once the standby streams: before, every commit would wait for it forever.
 SYNCHRONOUS = (
     "ALTER SYSTEM SET synchronous_standby_names = '*'",
@@ -54,28 +56,36 @@ SYNCHRONOUS = (
 )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
-def pair() -> Iterator[tuple[LocalServer, LocalServer]]:
+def pair() -> Iterator[tuple[Node, Node]]:
     """A running primary and its synchronous hot standby, removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="pyqueue-failover-"))
     base.chmod(0o755)
-    primary = LocalServer(base / "primary", FAST)
-    standby = LocalServer(base / "standby", FAST)
+    password = new_password()
+    primary = Node(base / "primary", free_port(), password)
+    standby = Node(base / "standby", free_port(), password)
     try:
-        primary.start()
-        standby.clone_standby_of(primary)
-        # The copy carries no postgresql.auto.conf setting yet: once promoted,
-        # the standby has no standby of its own to wait for.
-        standby.start()
-        with harness_connect(primary.url()) as conn:
+        primary.initdb()
+        primary.start(FAST)
+        with primary.connect("postgres") as conn:
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+        standby.clone_of(primary)
+        # The copy has no synchronous_standby_names: once promoted, the
+        # standby has no standby of its own to wait for.
+        standby.start(STANDBY)
+        with primary.connect() as conn:
             for statement in SYNCHRONOUS:
                 conn.execute(statement)
         yield primary, standby
     finally:
-        for server in (primary, standby):
-            pid = server.postmaster_pid()
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+        for node in (primary, standby):
+            node.kill9()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -119,11 +129,7 @@ class Producer(threading.Thread):
 
 def test_primary_killed_and_synchronous_standby_promoted(pair, fleets, chaos_summary):
     primary, standby = pair
-    primary_port, standby_port = primary.port(), standby.port()
-    url = (
-        f"postgresql://postgres@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/pyqueue"
-        "?target_session_attrs=read-write"
-    )
+    url = multi_host_url([primary, standby], primary.password)
     with harness_connect(url) as conn:
         deadline = time.monotonic() + 30
         while (state := conn.execute("SELECT state, sync_state FROM pg_stat_replication")
@@ -154,9 +160,8 @@ def test_primary_killed_and_synchronous_standby_promoted(pair, fleets, chaos_sum
             assert time.monotonic() < deadline, "too few jobs done\n" + fleet.log_tails()
             time.sleep(0.05)
         before = len(producer.acknowledged)
-    pid = primary.postmaster_pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
+    assert primary.postmaster_pid() is not None
+    primary.kill9()
     died_at = time.time()
     standby.promote()
     promoted_after = time.time() - died_at
@@ -165,7 +170,7 @@ def test_primary_killed_and_synchronous_standby_promoted(pair, fleets, chaos_sum
     assert producer.error is None, f"the producer gave up: {producer.error!r}"
     assert len(producer.acknowledged) == N
     with harness_connect(url) as conn:
-        assert conn.info.port == standby_port
+        assert conn.info.port == standby.port
         wait_drained(conn, DRAIN_SECONDS, fleet)
         fleet.assert_all_alive()
         fleet.stop()
