@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -63,8 +64,11 @@ def empty_database(dsn: str) -> Iterator[str]:
 
 def test_migrate_takes_a_multi_host_url_whose_first_host_is_down(empty_database):
     p = parts(empty_database)
+    auth = quote(p["user"], safe="")
+    if "password" in p:
+        auth += ":" + quote(p["password"], safe="")
     url = (
-        f"postgresql://{p['user']}@127.0.0.1:{dead_port()},{p['host']}:{p['port']}/{p['dbname']}"
+        f"postgresql://{auth}@127.0.0.1:{dead_port()},{p['host']}:{p['port']}/{p['dbname']}"
         "?target_session_attrs=read-write"
     )
     assert pyqueue.migrate(url) > 0
@@ -95,10 +99,12 @@ def test_a_service_name_and_pg_variables(empty_database, tmp_path):
     p = parts(empty_database)
     services = tmp_path / "pg_service.conf"
     services.write_text(f"[pyq]\nhost={p['host']}\nport={p['port']}\ndbname={p['dbname']}\n")
+    secret = {"PGPASSWORD": p["password"]} if "password" in p else {}
     by_service = {
         "DATABASE_URL": "service=pyq",
         "PGSERVICEFILE": str(services),
         "PGUSER": p["user"],
+        **secret,
     }
     assert cli(by_service, "migrate").returncode == 0
     job_id = cli(by_service, "enqueue", "emails", '{"via": "service"}').stdout.strip()
@@ -109,6 +115,7 @@ def test_a_service_name_and_pg_variables(empty_database, tmp_path):
         "PGPORT": p["port"],
         "PGUSER": p["user"],
         "PGDATABASE": p["dbname"],
+        **secret,
     }
     shown = cli(by_variables, "job", job_id)
     assert '"via": "service"' in shown.stdout, shown.stderr
@@ -156,9 +163,9 @@ def test_a_server_that_never_answers_fails_within_the_connect_timeout(dsn):
 
 def test_a_role_out_of_connection_slots_is_server_full(dsn, db):
     role = f"full_{uuid.uuid4().hex[:8]}"
-    db.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+    db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'secret' CONNECTION LIMIT 0")
     try:
-        error, took = refusal(make_conninfo(psql_conninfo(dsn), user=role))
+        error, took = refusal(make_conninfo(psql_conninfo(dsn), user=role, password="secret"))
     finally:
         db.execute(f"DROP ROLE {role}")
     assert error.reason == "server full"
