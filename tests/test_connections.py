@@ -23,12 +23,12 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from helpers import Gate, psql_conninfo, scalar, with_dbname
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from schemas import new_database
 
 import pyqueue
 from pyqueue import CannotConnect, ConnectionLost, OutcomeUnknown, ReadOnlyDatabase
+from tests.helpers import Gate, psql_conninfo, scalar, with_dbname
+from tests.schemas import new_database
 
 PYQUEUE = [sys.executable, "-m", "pyqueue.cli"]
 REPO = Path(__file__).resolve().parent.parent
