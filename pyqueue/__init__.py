@@ -2,13 +2,17 @@
 
 from pyqueue.client import Queue
 from pyqueue.errors import (
+    CannotConnect,
+    ConnectionLost,
     HungHandlers,
     InvalidArgument,
     InvalidPayload,
     JobNotFound,
     JobStateError,
     LeaseLost,
+    OutcomeUnknown,
     PyqueueError,
+    ReadOnlyDatabase,
     SchemaError,
 )
 from pyqueue.jobs import ClaimedJob, FailOutcome, Job, Schedule
@@ -17,7 +21,9 @@ from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CannotConnect",
     "ClaimedJob",
+    "ConnectionLost",
     "FailOutcome",
     "HungHandlers",
     "InvalidArgument",
@@ -27,8 +33,10 @@ __all__ = [
     "JobNotFound",
     "JobStateError",
     "LeaseLost",
+    "OutcomeUnknown",
     "PyqueueError",
     "Queue",
+    "ReadOnlyDatabase",
     "Schedule",
     "SchemaError",
     "Worker",

@@ -17,10 +17,11 @@ from typing import Any
 import psycopg
 
 from pyqueue import queries
+from pyqueue.connecting import connect
 from pyqueue.errors import InvalidPayload, translate_errors
 from pyqueue.jobs import Job
 from pyqueue.operations import Operations
-from pyqueue.pool import CallConnection, open_pool
+from pyqueue.pool import CallConnection, ClientPool
 from pyqueue.values import check_queue_text, sql_int, to_json
 
 
@@ -49,11 +50,22 @@ def enqueue_with_options(
 
 
 class Queue(Operations):
-    """A client of the pyqueue schema in the database at `conninfo`."""
+    """A client of the pyqueue schema in the database at `conninfo`.
 
-    def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
+    conninfo is any libpq connection string or URL (multi-host with
+    target_session_attrs, service=..., the rest from PG* variables).
+    connect_timeout: seconds a connection attempt may take (default: the
+    string's own connect_timeout, else PGCONNECT_TIMEOUT, else 5); a call that
+    cannot connect raises CannotConnect saying why. A call whose connection
+    breaks before its answer arrives raises ConnectionLost, or OutcomeUnknown
+    when it writes.
+    """
+
+    def __init__(
+        self, conninfo: str, *, max_connections: int = 4, connect_timeout: float | None = None
+    ) -> None:
         self.conninfo = conninfo
-        self._pool = open_pool(conninfo, max_connections)
+        self._pool = ClientPool(conninfo, max_connections, connect_timeout)
 
     def close(self) -> None:
         self._pool.close()
@@ -64,8 +76,10 @@ class Queue(Operations):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connection(self, conn: psycopg.Connection[Any] | None) -> CallConnection:
-        return CallConnection(self._pool, conn)
+    def _connection(
+        self, conn: psycopg.Connection[Any] | None, writes: str | None = None
+    ) -> CallConnection:
+        return CallConnection(self._pool, conn, writes)
 
     def enqueue(
         self,
@@ -100,7 +114,7 @@ class Queue(Operations):
             query, params = enqueue_with_options(
                 queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
             )
-        with self._connection(conn) as c:
+        with self._connection(conn, "enqueue") as c:
             row = c.execute(query, params).fetchone()
         assert row is not None
         return int(row[0])
@@ -128,7 +142,7 @@ class Queue(Operations):
             raise
         keys = list(idempotency_keys) if idempotency_keys is not None else None
         check_queue_text(queue)
-        with self._connection(conn) as c:
+        with self._connection(conn, "enqueue_many") as c:
             rows = c.execute(
                 queries.ENQUEUE_BATCH,
                 [
@@ -182,14 +196,14 @@ class Queue(Operations):
 
     def retry_dead(self, job_id: int) -> int:
         """Replay a dead-lettered job as a new pending job; return the new id."""
-        with self._connection(None) as c:
+        with self._connection(None, "retry_dead") as c:
             row = c.execute(queries.RETRY_DEAD, [sql_int("job_id", job_id, 64)]).fetchone()
         assert row is not None
         return int(row[0])
 
     def cancel(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> bool:
         """Cancel a pending or running job; False when it had already finished."""
-        with self._connection(conn) as c:
+        with self._connection(conn, "cancel") as c:
             row = c.execute(queries.CANCEL, [sql_int("job_id", job_id, 64)]).fetchone()
         assert row is not None
         return bool(row[0])
@@ -204,7 +218,7 @@ class Queue(Operations):
         deadline = None if timeout is None else time.monotonic() + timeout
         with (
             translate_errors(),
-            psycopg.connect(self.conninfo, autocommit=True) as listener,
+            connect(self._pool.conninfo, autocommit=True) as listener,
         ):
             listener.execute(queries.LISTEN_FINISHED)
             while True:

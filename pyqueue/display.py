@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-import psycopg
 from psycopg.rows import dict_row
 
 from pyqueue import queries
+from pyqueue.connecting import connect
 from pyqueue.errors import first_line
 from pyqueue.jobs import Job
 from pyqueue.visible import visible
@@ -39,7 +39,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 def queue_stats(url: str) -> list[dict[str, Any]]:
     """The queue_stats view's rows."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         return conn.cursor(row_factory=dict_row).execute(queries.QUEUE_STATS).fetchall()
 
 

@@ -42,6 +42,35 @@ class SchemaError(PyqueueError):
     """The database schema is missing or newer than this client knows."""
 
 
+class CannotConnect(PyqueueError, ConnectionError):
+    """No connection could be opened; `reason` says why in a few words.
+
+    reason is one of: "malformed connection string", "unreachable",
+    "credentials refused", "unknown database", "server full", "read-only
+    standby", "server starting or stopping", "connection failed".
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"cannot connect to the database ({reason}): {detail}")
+        self.reason = reason
+
+
+class ConnectionLost(PyqueueError, ConnectionError):
+    """The connection broke during a call that only reads: trying again is safe."""
+
+
+class OutcomeUnknown(ConnectionLost):
+    """The connection broke during a call that writes: it may or may not have happened.
+
+    For an enqueue, a retry with the same idempotency key is safe: it returns
+    the job if the first call made one, and makes it otherwise.
+    """
+
+
+class ReadOnlyDatabase(PyqueueError):
+    """The server refused a write: it is a read-only standby (or in read-only mode)."""
+
+
 def _classify(error: psycopg.Error) -> type[PyqueueError] | None:
     sqlstate = error.sqlstate or ""
     if sqlstate == "P0002":  # no_data_found
@@ -52,6 +81,8 @@ def _classify(error: psycopg.Error) -> type[PyqueueError] | None:
         return InvalidPayload
     if sqlstate.startswith("22"):  # data exception: bad input of any kind
         return InvalidArgument
+    if sqlstate == "25006":  # read_only_sql_transaction: a standby, or read-only mode
+        return ReadOnlyDatabase
     return None
 
 
@@ -71,6 +102,11 @@ def raise_translated(error: BaseException) -> None:
         kind = _classify(error)
         if kind is not None:
             message = error.diag.message_primary or str(error)
+            if kind is ReadOnlyDatabase:
+                message = (
+                    f"{message}: the server is a read-only standby; connect to the primary "
+                    "(a multi-host URL with target_session_attrs=read-write finds it)"
+                )
             raise kind(message.removeprefix("pyqueue: ")) from error
 
 

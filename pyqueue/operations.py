@@ -20,12 +20,14 @@ from pyqueue.values import sql_int, to_json
 class Operations:
     """Queue settings, purge, maintenance and schedules; Queue supplies the connections."""
 
-    def _connection(self, conn: psycopg.Connection[Any] | None) -> CallConnection:
+    def _connection(
+        self, conn: psycopg.Connection[Any] | None, writes: str | None = None
+    ) -> CallConnection:
         raise NotImplementedError
 
     def purge(self, *, older_than: timedelta | None = None, queue: str | None = None) -> int:
         """Delete finished jobs past retention (or older_than); return how many."""
-        with self._connection(None) as c:
+        with self._connection(None, "purge") as c:
             row = c.execute(queries.PURGE, [older_than, queue]).fetchone()
         assert row is not None
         return int(row[0])
@@ -44,7 +46,7 @@ class Operations:
         max_result_bytes: int | None = None,
     ) -> None:
         """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
-        with self._connection(None) as c:
+        with self._connection(None, "configure_queue") as c:
             c.execute(
                 queries.CONFIGURE_QUEUE,
                 [
@@ -62,7 +64,7 @@ class Operations:
 
     def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
         """One maintenance pass now (see `pyqueue.maintain`); returns what it did."""
-        with self._connection(None) as c:
+        with self._connection(None, "maintain") as c:
             row = c.execute(queries.MAINTAIN, [sql_int("max_rows", max_rows)]).fetchone()
         assert row is not None
         result: dict[str, Any] = row[0]
@@ -87,7 +89,7 @@ class Operations:
         document = to_json({} if payload is None else payload)
         params = [name, cron, queue, document, tz, sql_int("priority", priority),
                   sql_int("max_attempts", max_attempts)]  # fmt: skip
-        with self._connection(None) as c:
+        with self._connection(None, "schedule") as c:
             row = c.execute(queries.SCHEDULE, params).fetchone()
         assert row is not None
         next_run: datetime = row[0]
@@ -95,7 +97,7 @@ class Operations:
 
     def unschedule(self, name: str) -> bool:
         """Remove the schedule `name`; False when there was none."""
-        with self._connection(None) as c:
+        with self._connection(None, "unschedule") as c:
             row = c.execute(queries.UNSCHEDULE, [name]).fetchone()
         assert row is not None
         return bool(row[0])

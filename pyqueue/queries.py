@@ -229,6 +229,10 @@ SCHEMA_VERSION_ONLY = "SELECT v, v FROM pyqueue.schema_version() AS v"
 # Hold this database's pyqueue migration lock until the session ends.
 MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtextextended('pyqueue.migrate', 0))"
 
+# One round trip on an idle pooled connection whose socket has something waiting:
+# it fails when the server hung up. Returns one row: (1,).
+PING = "SELECT 1"
+
 # --- The private server --------------------------------------------------------------
 
 # Whether a database exists: (name,). Returns one row, or none.

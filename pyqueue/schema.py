@@ -12,15 +12,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from yoyo import get_backend, read_migrations
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import DatabaseURI
 from yoyo.exceptions import LockTimeout
-from yoyo.migrations import MigrationList
+from yoyo.migrations import MigrationList, default_migration_table
 
 from pyqueue import queries
+from pyqueue.connecting import connect
 from pyqueue.errors import SchemaError
 
 # The schema version this client is written for: what `pyqueue migrate` brings
@@ -52,21 +53,27 @@ def shipped_folder(name: str) -> Path:
     raise SchemaError(f"pyqueue's {name}/ folder is missing from {package}")
 
 
-def yoyo_url(conninfo: str) -> str:
-    """A yoyo database URL for a libpq connection string or URL.
+class PsycopgBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
+    """yoyo's psycopg 3 backend, connecting with a libpq connection string as it is.
 
-    yoyo picks its driver from the URL scheme: postgresql+psycopg is psycopg 3.
+    yoyo's own get_backend parses a URL itself and refuses what libpq accepts
+    (several hosts, a service name, settings left to PG* variables). This
+    backend carries the connection string to psycopg untouched; yoyo's copies
+    of it (one per migration run) connect the same way.
     """
-    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
-    user = quote(params.pop("user", ""), safe="")
-    password = params.pop("password", None)
-    host = params.pop("host", "")
-    port = params.pop("port", "")
-    dbname = quote(params.pop("dbname", ""), safe="")
-    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
-    netloc = f"{auth}{quote(host, safe='')}{':' + port if port else ''}"
-    query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params.items())
-    return f"postgresql+psycopg://{netloc}/{dbname}{'?' + query if query else ''}"
+
+    def connect(self, dburi: DatabaseURI) -> psycopg.Connection[Any]:
+        return connect(dburi.args["conninfo"], autocommit=True)
+
+
+@contextmanager
+def yoyo_backend(conninfo: str) -> Iterator[PsycopgBackend]:
+    """A yoyo backend on the database at `conninfo` (any libpq string), closed after."""
+    uri = DatabaseURI("postgresql+psycopg", None, None, None, None, "", {"conninfo": conninfo})
+    backend = PsycopgBackend(uri, default_migration_table)
+    with backend:
+        backend.init_database()
+        yield backend
 
 
 def migrations(*extra_dirs: Path) -> MigrationList:
@@ -93,7 +100,7 @@ def migration_lock(conninfo: str) -> Iterator[None]:
     advisory lock: processes migrating at once (workers started with migrate=True)
     wait for it in turn, and the server frees it when its holder dies.
     """
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         check_server(conn)
         conn.execute(queries.MIGRATION_LOCK)
         yield
@@ -105,7 +112,7 @@ def migrate(conninfo: str, to_apply: MigrationList | None = None) -> int:
     `to_apply` defaults to all of pyqueue's migrations. Safe to call from many
     processes at once: one applies them, the others then find nothing to do.
     """
-    with migration_lock(conninfo), get_backend(yoyo_url(conninfo)) as backend:
+    with migration_lock(conninfo), yoyo_backend(conninfo) as backend:
         try:
             with backend.lock():
                 pending = backend.to_apply(migrations() if to_apply is None else to_apply)
@@ -120,7 +127,7 @@ def migrate(conninfo: str, to_apply: MigrationList | None = None) -> int:
 
 def rollback(conninfo: str, to_roll_back: MigrationList) -> int:
     """Roll back those of `to_roll_back` that are applied, newest first; return how many."""
-    with migration_lock(conninfo), get_backend(yoyo_url(conninfo)) as backend, backend.lock():
+    with migration_lock(conninfo), yoyo_backend(conninfo) as backend, backend.lock():
         applied = backend.to_rollback(to_roll_back)
         backend.rollback_migrations(applied)
     return len(applied)
@@ -150,7 +157,7 @@ def installed_version(conn: psycopg.Connection[Any]) -> int | None:
 
 def version_at(conninfo: str) -> int | None:
     """installed_version() of the database at `conninfo`."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         return installed_version(conn)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -203,3 +206,85 @@ def login_role(db: Conn, dsn: str, *memberships: str) -> Iterator[str]:
         db.execute("DELETE FROM pyqueue.queue_grants WHERE role = %s", [name])
         db.execute(f"DROP OWNED BY {name}")
         db.execute(f"DROP ROLE {name}")
+
+
+class Gate:
+    """A TCP relay in front of a server, for outages on demand: `with Gate(host, port) as g:`.
+
+    g.port is where clients connect. close() cuts every relayed connection and
+    drops new ones as they arrive, as a server going down does; open() lets
+    connections through again. mute() swallows the
+    server's answers from then on, so that a call's statement runs but its
+    reply never arrives; cut() then breaks the connections mid-call.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._open = threading.Event()
+        self._open.set()
+        self._muted = False
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped = True
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()  # down: the connection is dropped at once
+                continue
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, server))
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (answers and self._muted):
+                    target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Break every relayed connection."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def mute(self) -> None:
+        self._muted = True
+
+    def close(self) -> None:
+        self._open.clear()
+        self.cut()
+
+    def open(self) -> None:
+        self._muted = False
+        self._open.set()

@@ -19,12 +19,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
 import pyqueue
+from pyqueue.cli import main as cli_main
 from pyqueue.values import to_json
 from tests.helpers import scalar
 
@@ -634,3 +636,172 @@ def test_a_storm_of_the_same_idempotency_key_makes_one_job(dsn, db):
         thread.join(30)
     assert len(ids) == 80 and len(set(ids)) == 1
     assert db.execute("SELECT count(*) FROM pyqueue.jobs WHERE queue = 'keys'").fetchone() == (1,)
+
+
+# ---- the command line -----------------------------------------------------------
+#
+# Every command, its options and arguments given hostile values, in process
+# (a subprocess per case would cost a second each): each must end with exit
+# status 1 (refused) or 2 (usage), one line on stderr naming the problem, no
+# traceback, nothing written, and the queue working after.
+
+ROUND = "1" + "0" * 5000  # more digits than Python converts to int by default
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+# A worker module whose own code raises at import.
+RAISING_MODULE = "raise RuntimeError('this module is broken')\n"
+
+
+def run_cli(dsn: str, args: list[str], stdin: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(cli_main, args, env={"DATABASE_URL": dsn}, input=stdin)
+
+
+def assert_refused_in_one_line(result: Result, label: str, match: str) -> None:
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    assert not crashed, f"{label}: {result.exception!r}"
+    assert result.exit_code in (1, 2), f"{label}: exit {result.exit_code}, {result.stdout!r}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"{label}: {result.stderr!r}"
+    assert lines[0].startswith("pyqueue: error: "), f"{label}: {lines[0]!r}"
+    assert re.search(match, lines[0]), f"{label}: {lines[0]!r} does not match {match!r}"
+
+
+HOSTILE_COMMAND_LINES = [
+    # (label, command line, what the one line must say)
+    ("nested JSON", ["enqueue", "q", DEEP_JSON], "nested too deeply"),
+    ("5,000-digit integer", ["enqueue", "q", f'{{"n": {ROUND}}}'], "not usable JSON.*digits"),
+    ("NUL payload", ["enqueue", "q", '"a\\u0000b"'], r"\\u0000"),
+    ("empty payload", ["enqueue", "q", ""], "payload is not JSON"),
+    ("no payload", ["enqueue", "q"], "give the payload"),
+    ("payload twice", ["enqueue", "q", "{}", "--payload-file", "-"], "not both"),
+    ("payload file missing", ["enqueue", "q", "--payload-file", "/no/such/file"], "No such file"),
+    ("payload file a folder", ["enqueue", "q", "--payload-file", "/"], "--payload-file"),
+    ("bad queue", ["enqueue", "a b", "{}"], "invalid queue name"),
+    ("NUL queue", ["enqueue", "a\x00b", "{}"], "NUL|0x00|invalid queue name"),
+    ("surrogate queue", ["enqueue", "a\udc80", "{}"], "lone surrogate"),
+    ("delay nan", ["enqueue", "q", "{}", "--delay", "nan"], "not a number of seconds"),
+    ("delay inf", ["enqueue", "q", "{}", "--delay", "inf"], "not a number of seconds"),
+    ("delay -inf", ["enqueue", "q", "{}", "--delay", "-inf"], "not a number of seconds"),
+    ("delay 1e308", ["enqueue", "q", "{}", "--delay", "1e308"], "not a number of seconds"),
+    ("delay text", ["enqueue", "q", "{}", "--delay", "soon"], "not a number of seconds"),
+    ("delay negative", ["enqueue", "q", "{}", "--delay", "-5"], "delay must be zero or positive"),
+    ("priority huge", ["enqueue", "q", "{}", "--priority", ROUND], "not a valid integer"),
+    ("priority int8", ["enqueue", "q", "{}", "--priority", str(2**40)], "32-bit"),
+    ("attempts 0", ["enqueue", "q", "{}", "--max-attempts", "0"], "max_attempts"),
+    ("long key", ["enqueue", "q", "{}", "--idempotency-key", "k" * 5000], "idempotency"),
+    ("purge nan", ["purge", "--older-than", "nan"], "not a number of seconds"),
+    ("purge inf", ["purge", "--older-than", "inf"], "not a number of seconds"),
+    ("purge 1e308", ["purge", "--older-than", "1e308"], "not a number of seconds"),
+    ("purge bad queue", ["purge", "--queue", "a b"], "invalid queue name"),
+    ("watch nan", ["status", "--watch", "--interval", "nan"], "not a number of seconds"),
+    ("watch inf", ["status", "--watch", "--interval", "inf"], "not a number of seconds"),
+    ("watch 0", ["status", "--watch", "--interval", "0"], "not a number of seconds"),
+    ("jobs status", ["jobs", "--status", "'; DROP TABLE pyqueue.jobs; --"], "unknown status"),
+    ("jobs limit", ["jobs", "--limit", "0"], "not in the range"),
+    ("jobs limit nan", ["jobs", "--limit", "nan"], "not a valid integer"),
+    ("job huge id", ["job", ROUND], "not a valid integer"),
+    ("job int8 id", ["job", str(2**70)], "64-bit"),
+    ("job negative id", ["job", "--", "-1"], "no job with id -1"),
+    ("job option-like id", ["job", "-1"], "No such option"),
+    ("job float id", ["job", "1.5"], "not a valid integer"),
+    ("cancel huge id", ["cancel", str(2**70)], "64-bit"),
+    ("retry huge id", ["retry", str(2**70)], "64-bit"),
+    ("retry unknown", ["retry", "0"], "no job with id 0"),
+    ("worker ..x:y", ["worker", "..x:y"], "cannot load ..x:y"),
+    ("worker :", ["worker", ":"], "expected MODULE:OBJECT"),
+    ("worker x:", ["worker", "x:"], "expected MODULE:OBJECT"),
+    ("worker NUL", ["worker", "a\x00b:w"], "cannot load"),
+    ("worker not a Worker", ["worker", "json:loads"], "not a pyqueue.Worker"),
+    ("worker raises", ["worker", "pyqueue_hostile_raises:worker"], "RuntimeError: this module"),
+    ("worker poll nan", ["worker", "x:y", "--poll-interval", "nan"], "not a number of seconds"),
+    ("worker maint inf", ["worker", "x:y", "--maintenance-interval", "inf"], "not a number"),
+    ("worker concurrency", ["worker", "x:y", "--concurrency", ROUND], "not a valid integer"),
+    ("maintain rows", ["maintain", "--max-rows", "nan"], "not a valid integer"),
+    ("schedule deep", ["schedule", "add", "s", "* * * * *", "q", DEEP_JSON], "nested too deep"),
+    ("schedule cron", ["schedule", "add", "s", "99 * * * *", "q"], "invalid cron expression"),
+    ("schedule tz", ["schedule", "add", "s", "@daily", "q", "--tz", "../../etc"], "time zone"),
+    ("schedule remove", ["schedule", "remove", "\x7f"], "no schedule named"),
+    ("dashboard port", ["dashboard", "--port", "99999"], "not in the range"),
+    ("unknown command", ["enqueu", "q", "{}"], "No such command"),
+    ("unknown option", ["status", "--colour"], "No such option"),
+    ("connect timeout nan", ["--connect-timeout", "nan", "status"], "not a number of seconds"),
+    ("connect timeout 0", ["--connect-timeout", "0", "status"], "not a number of seconds"),
+]
+
+
+# Cases share one database (a fresh one costs seconds on a busy machine); each
+# is checked to have written nothing and to leave the queue working.
+def test_hostile_command_lines_get_one_line(dsn, db, tmp_path, monkeypatch):
+    (tmp_path / "pyqueue_hostile_raises.py").write_text(RAISING_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for label, args, match in HOSTILE_COMMAND_LINES:
+        before = fingerprint(db)
+        assert_refused_in_one_line(run_cli(dsn, args), label, match)
+        assert fingerprint(db) == before, f"{label}: a refused command wrote something"
+        assert_queue_works(db)
+
+
+BAD_DATABASE_URLS = [
+    ("port out of range", "postgresql://u@127.0.0.1:99999/db", "malformed connection string"),
+    ("two ports, one too big", "postgresql://u@127.0.0.1:5432,127.0.0.1:99999/db", "malformed"),
+    ("spaces", "postgresql://a b c", "malformed connection string"),
+    ("unterminated quote", "host='x", "malformed connection string"),
+    ("refused port", "postgresql://u@127.0.0.1:1/db", "unreachable"),
+    ("no such host", "postgresql://u@no-such-host.invalid/db", "unreachable"),
+]
+
+
+@pytest.mark.parametrize(("label", "url", "match"), BAD_DATABASE_URLS)
+@pytest.mark.parametrize("command", [["migrate"], ["status"], ["jobs"], ["enqueue", "q", "{}"]])
+def test_bad_database_urls_get_one_line(label, url, match, command):
+    result = CliRunner().invoke(cli_main, ["--database-url", url, *command])
+    assert_refused_in_one_line(result, f"{label} {command[0]}", match)
+
+
+def test_a_payload_from_stdin_or_a_file_beyond_the_command_line_limit(dsn, queue, tmp_path):
+    # About 300 kB: more than Linux takes in one command-line argument (128 kB).
+    big = {"rows": ["x" * 100] * 3000}
+    from_stdin = run_cli(dsn, ["enqueue", "imports", "-"], stdin=json.dumps(big))
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert queue.get_job(int(from_stdin.stdout)).payload == big
+    document = tmp_path / "payload.json"
+    document.write_text('{"from": "file"}')
+    from_file = run_cli(dsn, ["enqueue", "imports", "--payload-file", str(document)])
+    assert queue.get_job(int(from_file.stdout)).payload == {"from": "file"}
+    piped = run_cli(dsn, ["enqueue", "imports", "--payload-file", "-"], stdin='"piped"')
+    assert queue.get_job(int(piped.stdout)).payload == "piped"
+    not_utf8 = run_cli(dsn, ["enqueue", "imports", "-"], stdin=b"\xff\xfe{}")
+    assert_refused_in_one_line(not_utf8, "not UTF-8", "UTF-8")
+
+
+@hostile
+@given(
+    option=st.sampled_from(
+        [
+            ["enqueue", "q", "{}", "--delay"],
+            ["purge", "--older-than"],
+            ["status", "--interval"],
+            ["job"],
+            ["cancel"],
+            ["enqueue", "q"],
+            ["enqueue", "q", "{}", "--priority"],
+            ["jobs", "--limit"],
+            ["--connect-timeout"],
+        ]
+    ),
+    value=st.one_of(
+        texts,
+        st.floats().map(repr),
+        st.integers().map(str),
+        st.recursive(st.just("0"), lambda inner: inner.map(lambda s: f"[{s}]"), max_leaves=5),
+    ),
+)
+def test_any_value_of_any_option_is_done_or_one_line(dsn, db, option, value):
+    args = [*option, value, "status"] if option == ["--connect-timeout"] else [*option, value]
+    result = run_cli(dsn, args)
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    assert not crashed, f"{args}: {result.exception!r}"
+    if result.exit_code != 0:
+        assert result.exit_code in (1, 2)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("pyqueue: error: ")
+    assert_queue_works(db)

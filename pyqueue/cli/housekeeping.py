@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from pyqueue.cli.context import Context, friendly_errors, pass_context
+from pyqueue.cli.context import Context, friendly_errors, parse_json, pass_context
 from pyqueue.display import print_table
 
 # Passes at most, one after another, while a backlog of expired rows lasts.
@@ -59,10 +57,7 @@ def add(
     max_attempts: int | None,
 ) -> None:
     """Create or replace schedule NAME: PAYLOAD (JSON) on QUEUE at every tick of CRON."""
-    try:
-        document = json.loads(payload)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="PAYLOAD") from None
+    document = parse_json(payload, "PAYLOAD")
     with ctx.queue() as q:
         next_run = q.schedule(
             name, cron, queue, document, tz=tz, priority=priority, max_attempts=max_attempts

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import time
+from typing import IO
 
 import click
 
 from pyqueue import display
-from pyqueue.cli.context import Context, friendly_errors, pass_context, seconds
+from pyqueue.cli.context import (
+    Context,
+    Seconds,
+    friendly_errors,
+    pass_context,
+    read_payload,
+    seconds,
+)
 from pyqueue.jobs import Job
 from pyqueue.visible import visible
 
 
 @click.command()
 @click.argument("queue_name", metavar="QUEUE")
-@click.argument("payload", metavar="JSON")
-@click.option("--delay", type=float, help="Seconds before the job is due.")
+@click.argument("payload", metavar="[JSON]", required=False)
+@click.option(
+    "--payload-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the JSON payload from this file (- for stdin); JSON - does too.",
+)
+@click.option("--delay", type=Seconds(), help="Seconds before the job is due.")
 @click.option("--priority", type=int, default=0, show_default=True)
 @click.option("--max-attempts", type=int, help="Runs allowed in all (default: the queue's).")
 @click.option("--idempotency-key", help="Return the existing job if the key is known.")
@@ -25,17 +38,15 @@ from pyqueue.visible import visible
 def enqueue(
     ctx: Context,
     queue_name: str,
-    payload: str,
+    payload: str | None,
+    payload_file: IO[str] | None,
     delay: float | None,
     priority: int,
     max_attempts: int | None,
     idempotency_key: str | None,
 ) -> None:
-    """Add a job to QUEUE with the JSON payload; print its id."""
-    try:
-        document = json.loads(payload)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"payload is not JSON: {error}", param_hint="JSON") from None
+    """Add a job to QUEUE with the JSON payload (- or --payload-file: read it); print its id."""
+    document = read_payload(payload, payload_file)
     with ctx.queue() as q:
         job_id = q.enqueue(
             queue_name,
@@ -50,7 +61,7 @@ def enqueue(
 
 @click.command()
 @click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(0.1), default=2.0, show_default=True)
+@click.option("--interval", type=Seconds(0.1, 86400), default=2.0, show_default=True)
 @pass_context
 @friendly_errors
 def status(ctx: Context, watch: bool, interval: float) -> None:
@@ -144,7 +155,7 @@ def cancel(ctx: Context, job_id: int) -> None:
 
 
 @click.command()
-@click.option("--older-than", type=float, help="Seconds; default: each queue's retention.")
+@click.option("--older-than", type=Seconds(), help="Seconds; default: each queue's retention.")
 @click.option("--queue", "queue_name", help="Only this queue.")
 @pass_context
 @friendly_errors

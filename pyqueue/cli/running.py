@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from pyqueue import schema
-from pyqueue.cli.context import Context, friendly_errors, pass_context
-from pyqueue.database import resolve
+from pyqueue.cli.context import Context, Seconds, friendly_errors, pass_context
+from pyqueue.errors import first_line
 from pyqueue.localserver import LocalServer, default_data_dir
 
 # Shared by the commands that can bring the schema up to date before they start.
@@ -28,7 +28,7 @@ migrate_option = click.option(
 @friendly_errors
 def migrate(ctx: Context) -> None:
     """Bring the database to the current pyqueue schema."""
-    database = resolve(ctx.url, ctx.data_dir)
+    database = ctx.resolved()
     applied = schema.migrate(database.url)
     click.echo(f"applied {applied} migration(s); schema version {schema.version_at(database.url)}")
 
@@ -38,10 +38,10 @@ def migrate(ctx: Context) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 1000), help="Handlers run at once.")
 @click.option("--batch-size", type=click.IntRange(1, 10000), help="Jobs claimed per call.")
 @click.option("--queues", help="Comma-separated queues to work (default: all with handlers).")
-@click.option("--poll-interval", type=click.FloatRange(0.01), help="Seconds between polls.")
+@click.option("--poll-interval", type=Seconds(0.01, 3600), help="Seconds between polls.")
 @click.option(
     "--maintenance-interval",
-    type=click.FloatRange(0.01),
+    type=Seconds(0.01, 86400),
     help="Seconds between maintenance passes (default 10), shared by the fleet.",
 )
 @click.option(
@@ -72,8 +72,10 @@ def worker(
     sys.path.insert(0, ".")
     try:
         found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise click.BadParameter(f"cannot load {target}: {error}") from None
+    except Exception as error:
+        raise click.BadParameter(
+            f"cannot load {target}: {type(error).__name__}: {first_line(error)}"
+        ) from None
     if not isinstance(found, Worker):
         raise click.BadParameter(f"{target} is a {type(found).__name__}, not a pyqueue.Worker")
     found.configure(

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from pyqueue import queries
 from pyqueue.client import Queue
-from pyqueue.errors import translate_errors
 from pyqueue.jobs import Job, JobSummary
+from pyqueue.pool import CallConnection, ClientPool
 from pyqueue.values import sql_int
 
 PAGE_SIZE = 50
@@ -46,16 +45,14 @@ class Reads:
 
     def __init__(self, conninfo: str) -> None:
         self.queue = Queue(conninfo)
-        self._pool = ConnectionPool(
-            conninfo, min_size=0, max_size=4, open=True, name="pyqueue-dashboard"
-        )
+        self._pool = ClientPool(conninfo, max_connections=4)
 
     def close(self) -> None:
         self._pool.close()
         self.queue.close()
 
     def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[dict[str, Any]]:
-        with self._pool.connection() as conn:
+        with CallConnection(self._pool, None) as conn:
             rows = conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
         return [{k: plain(v) for k, v in row.items()} for row in rows]
 
@@ -79,7 +76,7 @@ class Reads:
         self, status: str | None, queue: str | None, before_id: int | None, key: str | None
     ) -> list[JobSummary]:
         params = [status, queue, sql_int("before_id", before_id, 64), PAGE_SIZE + 1, key]
-        with self._pool.connection() as conn, translate_errors():
+        with CallConnection(self._pool, None) as conn:
             cursor = conn.cursor(row_factory=queries.JOB_SUMMARY_ROW)
             return cursor.execute(queries.JOB_SUMMARIES, params).fetchall()
 

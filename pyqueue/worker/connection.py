@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -70,8 +71,10 @@ class Backoff:
 
 
 def with_defaults(conninfo: str) -> str:
-    """conninfo plus those CONNECT_DEFAULTS that it does not set itself."""
+    """conninfo plus those CONNECT_DEFAULTS that it (or PGCONNECT_TIMEOUT) does not set."""
     given = conninfo_to_dict(conninfo)
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        given["connect_timeout"] = os.environ["PGCONNECT_TIMEOUT"]
     return make_conninfo(conninfo, **{k: v for k, v in CONNECT_DEFAULTS.items() if k not in given})
 
 

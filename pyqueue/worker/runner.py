@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from pyqueue import schema
-from pyqueue.errors import InvalidArgument, first_line
+from pyqueue.connecting import connect
+from pyqueue.errors import CannotConnect, InvalidArgument, first_line
 from pyqueue.worker.connection import Backoff, sleep_unless, with_defaults
 from pyqueue.worker.executor import Handler
 from pyqueue.worker.session import Session
@@ -39,7 +40,7 @@ def check_schema(conninfo: str, migrate: bool = False) -> None:
     """Raise SchemaError unless this client can work with the schema; migrate first if asked."""
     if migrate:
         schema.migrate(with_defaults(conninfo))
-    with psycopg.connect(with_defaults(conninfo)) as conn:
+    with connect(with_defaults(conninfo)) as conn:
         schema.check_version(conn)
 
 
@@ -56,7 +57,9 @@ async def wait_for_schema(conninfo: str, stopping: asyncio.Event, migrate: bool 
         try:
             await asyncio.to_thread(check_schema, conninfo, migrate)
             return True
-        except psycopg.OperationalError as error:
+        except (psycopg.OperationalError, CannotConnect) as error:
+            if isinstance(error, CannotConnect) and error.reason == "malformed connection string":
+                raise
             delay = backoff.next_delay()
             logger.warning(
                 "database unreachable (%s); trying again in %.1f s", first_line(error), delay
