@@ -1,5 +1,6 @@
 """pyqueue: a durable background-job queue that lives inside PostgreSQL."""
 
+from pyqueue.asyncclient import AsyncQueue
 from pyqueue.client import Queue
 from pyqueue.errors import (
     HungHandlers,
@@ -12,10 +13,12 @@ from pyqueue.errors import (
 )
 from pyqueue.jobs import ClaimedJob, FailOutcome, Job, Schedule
 from pyqueue.schema import SCHEMA_VERSION, migrate, rollback_all
+from pyqueue.typed import Payload, PayloadMismatch
 from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AsyncQueue",
     "ClaimedJob",
     "FailOutcome",
     "HungHandlers",
@@ -25,6 +28,8 @@ __all__ = [
     "JobContext",
     "JobNotFound",
     "JobStateError",
+    "Payload",
+    "PayloadMismatch",
     "PyqueueError",
     "Queue",
     "Schedule",
