@@ -53,7 +53,7 @@ class AsyncOperations:
                 max_payload_bytes,
                 timeout,
                 dead_retention,
-            )  # fmt: skip
+            )
         )
 
     async def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class Operations:
                 max_payload_bytes,
                 timeout,
                 dead_retention,
-            )  # fmt: skip
+            )
         )
 
     def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
