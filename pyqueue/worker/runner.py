@@ -164,6 +164,11 @@ class Worker:
 
         return register
 
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """The handler run for each queue (typed ones wrapped to decode their payload)."""
+        return dict(self._handlers)
+
     def serve_metrics(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve this process's metrics on http://host:port/metrics while run() runs."""
         self.metrics_port, self.metrics_host = port, host
