@@ -11,12 +11,12 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
+from helpers import running
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
@@ -32,32 +32,6 @@ TERMINATE_OTHERS = (
     "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
-
-
-@contextmanager
-def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
-    """worker.run(dsn) in a thread for the duration of the block; stop() and join after.
-
-    Yields the thread: it is no longer alive once run() has returned.
-    """
-    failures: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run(dsn, install_signal_handlers=False)
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=target, name="test-worker")
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the worker did not stop within 30 s"
-    if failures:
-        raise failures[0]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
