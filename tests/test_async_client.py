@@ -302,9 +302,12 @@ def _calls_used(*files: str) -> set[str]:
     used = set()
     for name in files:
         for node in ast.walk(ast.parse((PACKAGE / name).read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if node.value.id == "calls":
-                    used.add(node.attr)
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "calls"
+            ):
+                used.add(node.attr)
     return used
 
 
