@@ -332,3 +332,68 @@ def test_a_lost_job_stays_lost_even_when_not_retryable(db):
     assert _fail_batch(db, [c], ["misfit"], [False]) == [(c.id, "lost")]
     assert job(db, c.id)["status"] == "cancelled"
     assert uuid.UUID(str(c.lease_token))
+
+
+# ---------------------------------------------------------------- mypy --strict users
+
+TYPING_SAMPLE = """
+from dataclasses import dataclass
+
+from pyqueue import AsyncQueue, JobContext, Queue, Worker
+
+
+@dataclass
+class Invoice:
+    number: int
+
+
+worker = Worker()
+
+
+@worker.handler("invoices")
+def bill(invoice: Invoice, job: JobContext) -> dict[str, int]:
+    return {"number": invoice.number}
+
+
+reveal_type(bill)
+with Queue("postgresql://") as queue:
+    queue.enqueue("invoices", Invoice(1))
+    queue.enqueue("invoices", {"number": 1})
+    numbers: list[int] = [1]
+    queue.enqueue_many("invoices", [numbers, Invoice(2), None, "text", 2.5])
+    queue.enqueue("invoices", {1, 2})
+
+
+async def produce(aqueue: AsyncQueue) -> int:
+    return await aqueue.enqueue("invoices", b"raw")
+
+
+@worker.handler("wrong")
+def takes_three(payload: int, job: JobContext, extra: int) -> None: ...
+"""
+
+
+def test_mypy_strict_users_get_precise_types(tmp_path):
+    """The decorated handler keeps its own type; enqueue refuses what JSON cannot hold."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = tmp_path / "sample.py"
+    sample.write_text(TYPING_SAMPLE)
+    # From the repository's root, so that mypy reuses the cache that lint.sh left.
+    root = Path(__file__).resolve().parent.parent
+    found = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(sample)],
+        capture_output=True, text=True, cwd=root, timeout=300,
+    ).stdout  # fmt: skip
+    lines = [line.split(": ", 1)[1] for line in found.splitlines()]
+    assert lines[0] == (
+        'note: Revealed type is "def (invoice: sample.Invoice, job: '
+        'pyqueue.worker.context.JobContext) -> dict[str, int]"'
+    )
+    assert [line.split('"')[1] for line in lines[1:]] == [
+        "enqueue",  # a set
+        "enqueue",  # bytes, on the AsyncQueue
+        "H",  # a handler that does not take (payload, job)
+    ], found
