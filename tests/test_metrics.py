@@ -156,7 +156,7 @@ def test_a_worker_with_a_port_serves_its_own_metrics(dsn, db, queue):
         scrape(port)  # the server stopped with the worker
 
 
-def test_the_grafana_dashboard_is_valid_and_plots_only_exported_metrics(dsn, db):
+def test_the_grafana_dashboard_is_valid_and_plots_only_exported_metrics():
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["title"] and dashboard["uid"] and dashboard["schemaVersion"] >= 30
     panels = dashboard["panels"]
