@@ -178,7 +178,7 @@ def _scalar(tp: type) -> Decode:
     def decode(value: Any, path: str) -> Any:
         if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
             raise mismatch(path, tp.__name__, value)
-        return value
+        return float(value) if tp is float else value  # JSON writes 2.0 as 2 in some clients
 
     return decode
 
