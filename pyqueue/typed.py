@@ -176,7 +176,8 @@ def _scalar(tp: type) -> Decode:
     accepted = _SCALARS[tp]
 
     def decode(value: Any, path: str) -> Any:
-        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+        fits = isinstance(value, accepted) and (tp is bool or not isinstance(value, bool))
+        if not fits:
             raise mismatch(path, tp.__name__, value)
         return float(value) if tp is float else value  # JSON writes 2.0 as 2 in some clients
 
