@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import inspect
 import types
 import typing
@@ -303,23 +304,34 @@ def _model(tp: type, validate: Callable[[Any], Any]) -> Decode:
 def payload_decoder(handler: Callable[..., Any], queue: str) -> Decode | None:
     """The decoder for the payload argument (the first) of `handler`; None if untyped.
 
+    Works for functions, methods, functools.partial and callable objects.
     Raises InvalidArgument when its annotation cannot be resolved or decoded.
     """
-    target = handler if inspect.isroutine(handler) else getattr(handler, "__call__", handler)  # noqa: B004
     try:
-        parameters = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
+        parameters = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: untyped
         return None
-    if not parameters:
-        raise InvalidArgument(f"the handler of {queue!r} must take (payload, job)")
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception as error:  # a NameError for a name the module does not define...
-        raise InvalidArgument(
-            f"the handler of {queue!r}: cannot read its type annotations ({error})"
-        ) from None
-    annotation = hints.get(parameters[0].name, inspect.Parameter.empty)
+    if not parameters or parameters[0].annotation is inspect.Parameter.empty:
+        return None
+    annotation = parameters[0].annotation
+    if isinstance(annotation, str):  # postponed (from __future__ import annotations)
+        annotation = _resolve(handler, parameters[0].name, queue)
     try:
         return decoder_for(annotation)
     except InvalidArgument as error:
         raise InvalidArgument(f"the handler of {queue!r}: {error}") from None
+
+
+def _resolve(handler: Callable[..., Any], name: str, queue: str) -> Any:
+    """The annotation of parameter `name`, evaluated where the function was defined."""
+    function: Any = handler
+    while isinstance(function, functools.partial):
+        function = function.func
+    if not inspect.isroutine(function):
+        function = type(function).__call__
+    try:
+        return typing.get_type_hints(function)[name]
+    except Exception as error:  # a NameError for a name the module does not define...
+        raise InvalidArgument(
+            f"the handler of {queue!r}: cannot read its type annotations ({error!r})"
+        ) from None

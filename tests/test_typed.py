@@ -216,6 +216,22 @@ def test_registration_refuses_an_annotation_it_cannot_decode():
     assert worker.handlers == {}
 
 
+def test_partials_and_callable_objects_are_decoded_by_their_payload_annotation():
+    import functools
+
+    class Biller:
+        def __call__(self, invoice: Invoice, job: JobContext) -> int:
+            return invoice.number
+
+    def bill(invoice: Invoice, job: JobContext, factor: int = 1) -> int:
+        return invoice.number * factor
+
+    for handler in (Biller(), functools.partial(bill, factor=2)):
+        decoder = payload_decoder(handler, "q")
+        assert decoder is not None and decoder(INVOICE_JSON, "payload") == INVOICE
+    assert payload_decoder(print, "q") is None  # a builtin: no signature to read
+
+
 def test_untyped_handlers_are_registered_as_they_are():
     worker = Worker()
 
