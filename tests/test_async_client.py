@@ -16,11 +16,30 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import claim, claim_one, complete, contents, counts, expire_lease, fail, job, scalar
-from test_client import BAD_CALLS
 
 import pyqueue
 from pyqueue import AsyncQueue, JobNotFound, JobStateError
+from tests.helpers import (
+    claim,
+    claim_one,
+    complete,
+    contents,
+    counts,
+    expire_lease,
+    fail,
+    job,
+    scalar,
+)
+
+# Bad input through the Python client, as the sync client's tests state it:
+# (what, call, exception, words). Where it is the one table of tests/bad_input.py
+# (through SQL, Queue and the CLI), AsyncQueue takes its Python cases too.
+try:
+    from tests.bad_input import CASES
+
+    BAD_CALLS = [(c.what, c.python, c.error, c.message) for c in CASES if c.python]
+except ImportError:
+    from tests.test_client import BAD_CALLS
 
 pytestmark = pytest.mark.anyio
 PACKAGE = Path(pyqueue.__file__).parent

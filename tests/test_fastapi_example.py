@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import counts, running, scalar
+
+from tests.helpers import counts, running, scalar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from examples import fastapi_app

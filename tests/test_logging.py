@@ -7,9 +7,8 @@ import logging
 import re
 from pathlib import Path
 
-from helpers import running
-
 from pyqueue import Worker
+from tests.helpers import running
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIELDS = {"job_id", "queue", "attempt", "max_attempts", "duration", "outcome"}

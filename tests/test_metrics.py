@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import claim, claim_one, complete, enqueue, expire_lease, fail, rows, running
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from test_dashboard_api import http
 
 from pyqueue import Worker
 from pyqueue.cli import main
 from pyqueue.dashboard import credentials, serve_in_background
 from pyqueue.metrics import exposition
 from pyqueue.worker.metrics import WorkerMetrics
+from tests.helpers import claim, claim_one, complete, enqueue, expire_lease, fail, rows, running
+from tests.test_dashboard_api import http
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "examples" / "grafana-dashboard.json"
 

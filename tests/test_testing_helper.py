@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from helpers import counts, dead, scalar
 
 import pyqueue.testing
 from pyqueue import InvalidArgument, JobContext, Queue, Worker
 from pyqueue.testing import TooManyJobs
+from tests.helpers import counts, dead, scalar
 
 # ---------------------------------------------------------------- the user's application
 

@@ -16,13 +16,13 @@ from typing import Any, Literal, TypedDict
 
 import pydantic
 import pytest
-from helpers import claim, dead, enqueue, job, running, sqlstate_of, writes_nothing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyqueue import InvalidArgument, InvalidPayload, JobContext, PayloadMismatch, Worker
 from pyqueue.typed import decoder_for, payload_decoder
 from pyqueue.values import to_json
+from tests.helpers import claim, dead, enqueue, job, running, sqlstate_of, writes_nothing
 
 # ---------------------------------------------------------------- the types
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import running
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
@@ -24,6 +23,7 @@ from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
 from pyqueue.worker import JobContext, Worker, executor
 from pyqueue.worker.claimer import Claimer
 from pyqueue.worker.executor import Executor
+from tests.helpers import running
 
 FAST = {"poll_interval": 0.05}
 # Waits until those sessions have ended: the test's own client then finds its
