@@ -111,6 +111,23 @@ def scrape(port: int) -> str:
         return response.read().decode()
 
 
+def scraped_when(port: int, key: tuple, value: float) -> dict:
+    """The worker's samples once `key` has reached `value`: the worker counts a
+    job just after storing its outcome, so a waiting client may see it first."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = samples(scrape(port))
+        if found.get(key) == value or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+COMPLETED_WORK = (
+    "pyqueue_worker_handler_duration_seconds_count",
+    (("outcome", "completed"), ("queue", "work")),
+)
+
+
 def test_a_worker_with_a_port_serves_its_own_metrics(dsn, db, queue):
     port = free_port()
     worker = Worker(poll_interval=0.05, maintenance_interval=None, metrics_port=port)
@@ -134,7 +151,7 @@ def test_a_worker_with_a_port_serves_its_own_metrics(dsn, db, queue):
         )
         late = queue.enqueue("work", {"n": 99})
         assert queue.wait(late, timeout=30).status == "completed"
-        found = samples(scrape(port))
+        found = scraped_when(port, COMPLETED_WORK, 6)
     done = (
         "pyqueue_worker_handler_duration_seconds_count",
         (("outcome", "completed"), ("queue", "work")),
@@ -179,3 +196,33 @@ def test_the_grafana_dashboard_is_valid_and_plots_only_exported_metrics():
         for target in p["targets"]:
             used = set(re.findall(r"\bpyqueue_[a-z_]+", target["expr"]))
             assert used and used <= known, (p["title"], used - known)
+
+
+def test_pyqueue_worker_serves_metrics_on_the_port_it_is_given(dsn, queue):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    root = DASHBOARD.parent.parent
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pyqueue.cli", "--database-url", dsn, "worker",
+         "examples.worker_app:worker", "--metrics-port", str(port)],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    try:
+        job_id = queue.enqueue("emails.send", {"to": "ada@example.com"})
+        assert queue.wait(job_id, timeout=30).status == "completed"
+        key = (
+            "pyqueue_worker_handler_duration_seconds_count",
+            (("outcome", "completed"), ("queue", "emails.send")),
+        )
+        found = scraped_when(port, key, 1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert found[key] == 1
+    assert f"worker metrics on http://127.0.0.1:{port}/metrics" in output
