@@ -1,5 +1,6 @@
 """pyqueue: a durable background-job queue that lives inside PostgreSQL."""
 
+from pyqueue.asyncclient import AsyncQueue
 from pyqueue.client import Queue
 from pyqueue.errors import (
     CannotConnect,
@@ -17,10 +18,12 @@ from pyqueue.errors import (
 )
 from pyqueue.jobs import ClaimedJob, FailOutcome, Job, Schedule
 from pyqueue.schema import SCHEMA_VERSION, migrate, rollback_all
+from pyqueue.typed import Payload, PayloadMismatch
 from pyqueue.worker import JobContext, Worker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AsyncQueue",
     "CannotConnect",
     "ClaimedJob",
     "ConnectionLost",
@@ -34,6 +37,8 @@ __all__ = [
     "JobStateError",
     "LeaseLost",
     "OutcomeUnknown",
+    "Payload",
+    "PayloadMismatch",
     "PyqueueError",
     "Queue",
     "ReadOnlyDatabase",

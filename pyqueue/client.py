@@ -1,7 +1,8 @@
 """`Queue`: the producer's and operator's client.
 
-Every method is one call of a SQL function in schema `pyqueue` (the statements
-are in queries.py); the job state machine lives in the database, not here.
+Every method is one call of a SQL function in schema `pyqueue`: calls.py
+builds the statement (named in queries.py) and its parameters, shared with
+AsyncQueue; the job state machine lives in the database, not here.
 Methods that write take an optional `conn`: given one, they run on it inside
 the caller's transaction (a rollback leaves no job); otherwise each call is
 its own transaction on a pooled connection.
@@ -16,37 +17,16 @@ from typing import Any
 
 import psycopg
 
-from pyqueue import queries
+from pyqueue import calls, queries
 from pyqueue.connecting import connect
-from pyqueue.errors import InvalidPayload, translate_errors
+from pyqueue.errors import translate_errors
 from pyqueue.jobs import Job
 from pyqueue.operations import Operations
 from pyqueue.pool import CallConnection, ClientPool
-from pyqueue.values import check_queue_text, sql_int, to_json
+from pyqueue.typed import Payload
 
-
-def enqueue_with_options(
-    queue: str,
-    payload: Any,
-    run_at: datetime | None,
-    delay: timedelta | None,
-    priority: int,
-    max_attempts: int | None,
-    idempotency_key: str | None,
-    timeout: timedelta | None,
-) -> tuple[str, list[Any]]:
-    """The enqueue call for these options: only those given are sent, by name."""
-    options: dict[str, Any] = {
-        "run_at": run_at,
-        "delay": delay,
-        "max_attempts": sql_int("max_attempts", max_attempts),
-        "idempotency_key": idempotency_key,
-        "timeout": timeout,
-    }
-    given = {name: value for name, value in options.items() if value is not None}
-    if priority != 0:  # None too: the database refuses it, naming it
-        given["priority"] = sql_int("priority", priority)
-    return queries.enqueue_with_options(given), [queue, to_json(payload), *given.values()]
+# Seconds between reads of a waited-for job, in case a notification was missed.
+WAIT_REREAD_SECONDS = 5.0
 
 
 class Queue(Operations):
@@ -84,7 +64,7 @@ class Queue(Operations):
     def enqueue(
         self,
         queue: str,
-        payload: Any,
+        payload: Payload,
         *,
         run_at: datetime | None = None,
         delay: timedelta | None = None,
@@ -96,33 +76,22 @@ class Queue(Operations):
     ) -> int:
         """Add a job; return its id (the existing job's, for a known idempotency key).
 
-        timeout bounds each run (None: the queue's); a run past it fails.
+        The payload is JSON: dicts, lists and scalars, or a dataclass, TypedDict
+        or pydantic model (stored as a JSON object). timeout bounds each run
+        (None: the queue's); a run past it fails.
         """
-        check_queue_text(queue)
-        if (
-            run_at is None
-            and delay is None
-            and priority == 0
-            and max_attempts is None
-            and idempotency_key is None
-            and timeout is None
-        ):
-            # The everyday call, a queue and a payload: a constant query, built
-            # by nobody, so that the client's share of an enqueue stays small.
-            query, params = queries.ENQUEUE, [queue, to_json(payload)]
-        else:
-            query, params = enqueue_with_options(
-                queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
-            )
+        call = calls.enqueue(
+            queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
+        )
         with self._connection(conn, "enqueue") as c:
-            row = c.execute(query, params).fetchone()
+            row = c.execute(*call).fetchone()
         assert row is not None
         return int(row[0])
 
     def enqueue_many(
         self,
         queue: str,
-        payloads: Sequence[Any],
+        payloads: Sequence[Payload],
         *,
         run_at: datetime | None = None,
         delay: timedelta | None = None,
@@ -133,39 +102,18 @@ class Queue(Operations):
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
-        try:
-            documents = [to_json(p) for p in payloads]
-        except InvalidPayload:
-            # Encode again, naming each, so that the error says which one.
-            for i, p in enumerate(payloads, 1):
-                to_json(p, f"payloads[{i}]")
-            raise
-        keys = list(idempotency_keys) if idempotency_keys is not None else None
-        check_queue_text(queue)
+        call = calls.enqueue_many(
+            queue, payloads, run_at, delay, priority, max_attempts, idempotency_keys, timeout
+        )
         with self._connection(conn, "enqueue_many") as c:
-            rows = c.execute(
-                queries.ENQUEUE_BATCH,
-                [
-                    queue,
-                    documents,
-                    run_at,
-                    delay,
-                    sql_int("priority", priority),
-                    sql_int("max_attempts", max_attempts),
-                    keys,
-                    timeout,
-                ],
-            ).fetchall()
+            rows = c.execute(*call).fetchall()
         return [int(r[0]) for r in rows]
 
     def get_job(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job:
         """One job by id; raises JobNotFound for an unknown id."""
+        call = calls.get_job(job_id)
         with self._connection(conn) as c:
-            job = (
-                c.cursor(row_factory=queries.JOB_ROW)
-                .execute(queries.GET_JOB, [sql_int("job_id", job_id, 64)])
-                .fetchone()
-            )
+            job = c.cursor(row_factory=queries.JOB_ROW).execute(*call).fetchone()
         assert job is not None
         return job
 
@@ -182,13 +130,9 @@ class Queue(Operations):
         With before_id, only jobs with a smaller id: pass the last id of one
         page to get the next.
         """
-        before = sql_int("before_id", before_id, 64)
+        call = calls.list_jobs(status, queue, limit, before_id)
         with self._connection(None) as c:
-            return (
-                c.cursor(row_factory=queries.JOB_ROW)
-                .execute(queries.LIST_JOBS, [status, queue, sql_int("limit", limit), before])
-                .fetchall()
-            )
+            return c.cursor(row_factory=queries.JOB_ROW).execute(*call).fetchall()
 
     def list_dead(self, *, queue: str | None = None, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, newest first."""
@@ -196,15 +140,17 @@ class Queue(Operations):
 
     def retry_dead(self, job_id: int) -> int:
         """Replay a dead-lettered job as a new pending job; return the new id."""
+        call = calls.retry_dead(job_id)
         with self._connection(None, "retry_dead") as c:
-            row = c.execute(queries.RETRY_DEAD, [sql_int("job_id", job_id, 64)]).fetchone()
+            row = c.execute(*call).fetchone()
         assert row is not None
         return int(row[0])
 
     def cancel(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> bool:
         """Cancel a pending or running job; False when it had already finished."""
+        call = calls.cancel(job_id)
         with self._connection(conn, "cancel") as c:
-            row = c.execute(queries.CANCEL, [sql_int("job_id", job_id, 64)]).fetchone()
+            row = c.execute(*call).fetchone()
         assert row is not None
         return bool(row[0])
 
@@ -225,9 +171,9 @@ class Queue(Operations):
                 job = self.get_job(job_id, conn=listener)
                 if job.finished:
                     return job
-                remaining = 5.0 if deadline is None else deadline - time.monotonic()
+                remaining = WAIT_REREAD_SECONDS if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     return job
-                for note in listener.notifies(timeout=min(remaining, 5.0)):
+                for note in listener.notifies(timeout=min(remaining, WAIT_REREAD_SECONDS)):
                     if str(job_id) in note.payload.split(","):
                         break

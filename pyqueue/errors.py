@@ -22,6 +22,10 @@ class InvalidPayload(InvalidArgument):
     """The payload cannot be stored as JSON."""
 
 
+class PayloadMismatch(InvalidPayload):
+    """A job's payload does not fit its handler's type; running it again cannot help."""
+
+
 class JobNotFound(PyqueueError, LookupError):
     """No job has the given id."""
 

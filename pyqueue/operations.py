@@ -1,7 +1,8 @@
 """Operator calls of `Queue`: queue settings, purge, maintenance and cron schedules.
 
 A base class of Queue, apart so that each file and class stays short. Like
-Queue's own methods, each is one call of a SQL function in schema `pyqueue`.
+Queue's own methods, each is one call of a SQL function in schema `pyqueue`,
+built by calls.py.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import psycopg
 
-from pyqueue import queries
+from pyqueue import calls, queries
 from pyqueue.jobs import Schedule
 from pyqueue.pool import CallConnection
-from pyqueue.values import sql_int, to_json
+from pyqueue.typed import Payload
 
 
 class Operations:
@@ -25,12 +26,16 @@ class Operations:
     ) -> CallConnection:
         raise NotImplementedError
 
+    def _one(self, call: calls.Call, writes: str | None = None) -> Any:
+        """The first column of the call's one row (writes: what the call does, if it writes)."""
+        with self._connection(None, writes) as c:
+            row = c.execute(*call).fetchone()
+        assert row is not None
+        return row[0]
+
     def purge(self, *, older_than: timedelta | None = None, queue: str | None = None) -> int:
         """Delete finished jobs past retention (or older_than); return how many."""
-        with self._connection(None, "purge") as c:
-            row = c.execute(queries.PURGE, [older_than, queue]).fetchone()
-        assert row is not None
-        return int(row[0])
+        return int(self._one(calls.purge(older_than, queue), "purge"))
 
     def configure_queue(
         self,
@@ -46,28 +51,24 @@ class Operations:
         max_result_bytes: int | None = None,
     ) -> None:
         """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
-        with self._connection(None, "configure_queue") as c:
-            c.execute(
-                queries.CONFIGURE_QUEUE,
-                [
-                    queue,
-                    sql_int("max_attempts", max_attempts),
-                    backoff_base,
-                    backoff_max,
-                    retention,
-                    sql_int("max_payload_bytes", max_payload_bytes),
-                    timeout,
-                    dead_retention,
-                    sql_int("max_result_bytes", max_result_bytes),
-                ],
-            )
+        self._one(
+            calls.configure_queue(
+                queue,
+                max_attempts,
+                backoff_base,
+                backoff_max,
+                retention,
+                max_payload_bytes,
+                timeout,
+                dead_retention,
+                max_result_bytes,
+            ),
+            "configure_queue",
+        )
 
     def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
         """One maintenance pass now (see `pyqueue.maintain`); returns what it did."""
-        with self._connection(None, "maintain") as c:
-            row = c.execute(queries.MAINTAIN, [sql_int("max_rows", max_rows)]).fetchone()
-        assert row is not None
-        result: dict[str, Any] = row[0]
+        result: dict[str, Any] = self._one(calls.maintain(max_rows), "maintain")
         return result
 
     def schedule(
@@ -75,7 +76,7 @@ class Operations:
         name: str,
         cron: str,
         queue: str,
-        payload: Any = None,
+        payload: Payload = None,
         *,
         tz: str = "UTC",
         priority: int = 0,
@@ -86,23 +87,17 @@ class Operations:
         Each tick of `cron` (five fields, or @hourly and the like, read in `tz`)
         enqueues `payload` ({} by default) on `queue`.
         """
-        document = to_json({} if payload is None else payload)
-        params = [name, cron, queue, document, tz, sql_int("priority", priority),
-                  sql_int("max_attempts", max_attempts)]  # fmt: skip
-        with self._connection(None, "schedule") as c:
-            row = c.execute(queries.SCHEDULE, params).fetchone()
-        assert row is not None
-        next_run: datetime = row[0]
+        next_run: datetime = self._one(
+            calls.schedule(name, cron, queue, payload, tz, priority, max_attempts), "schedule"
+        )
         return next_run
 
     def unschedule(self, name: str) -> bool:
         """Remove the schedule `name`; False when there was none."""
-        with self._connection(None, "unschedule") as c:
-            row = c.execute(queries.UNSCHEDULE, [name]).fetchone()
-        assert row is not None
-        return bool(row[0])
+        return bool(self._one(calls.unschedule(name), "unschedule"))
 
     def schedules(self) -> list[Schedule]:
         """Every schedule, by name, with its next tick and last run."""
         with self._connection(None) as c:
-            return c.cursor(row_factory=queries.SCHEDULE_ROW).execute(queries.SCHEDULES).fetchall()
+            cursor = c.cursor(row_factory=queries.SCHEDULE_ROW)
+            return cursor.execute(*calls.schedules()).fetchall()

@@ -146,12 +146,14 @@ COMPLETE = "SELECT * FROM pyqueue.complete_batch(%b::bigint[], %b::uuid[], %b::t
 COMPLETE_IN_TRANSACTION = "SELECT pyqueue.complete_or_raise(%s, %s, %s::jsonb)"
 
 # Record failures, a burst in one statement: (job ids bigint[], lease tokens
-# uuid[], errors text[], tracebacks text[]). Returns one row per job, in the
-# order given: (id, outcome) where outcome is a FailOutcome's value: 'pending'
-# (retried later), 'dead' (dead-lettered) or 'lost' (no longer this worker's).
+# uuid[], errors text[], tracebacks text[], retryable boolean[] or NULL when
+# every job may be retried; false dead-letters its job at once). Returns one
+# row per job, in the order given: (id, outcome) where outcome is a
+# FailOutcome's value: 'pending' (retried later), 'dead' (dead-lettered) or
+# 'lost' (no longer this worker's).
 FAIL_BATCH = (
     "SELECT job_id, outcome::text"
-    " FROM pyqueue.fail_batch(%b::bigint[], %b::uuid[], %b::text[], %b::text[])"
+    " FROM pyqueue.fail_batch(%b::bigint[], %b::uuid[], %b::text[], %b::text[], %b::boolean[])"
 )
 
 # Extend leases: (job ids bigint[], lease tokens uuid[], lease interval).
@@ -188,6 +190,12 @@ JOB_STATUSES = "SELECT status, finished, meaning FROM pyqueue.job_statuses ORDER
 # Per queue: queue, pending, due, retrying, running, completed, cancelled, dead,
 # oldest_due_age (interval). Read as dict rows.
 QUEUE_STATS = "SELECT * FROM pyqueue.queue_stats"
+
+# Per queue, the figures that `pyqueue metrics` publishes (sql/75_metrics.sql
+# says what each means): queue, pending, running, completed, cancelled, dead,
+# due, oldest_due_seconds, completed_last_minute, failed_last_minute,
+# dead_last_minute, lease_expired. Read as dict rows.
+QUEUE_METRICS = "SELECT * FROM pyqueue.queue_metrics"
 
 # Each of the last 60 minutes, oldest first, zeros included: minute, completed,
 # failed; every queue's sum, or one queue's: {"queue": name or None}.

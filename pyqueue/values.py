@@ -12,13 +12,15 @@ import re
 from typing import Any
 
 from pyqueue.errors import InvalidArgument, InvalidPayload
+from pyqueue.typed import plain
 
 # A NUL character, as json.dumps writes it: \u0000 after an even run of
 # backslashes (each pair is an escaped backslash, not the start of an escape).
 NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # One encoder for every payload: json.dumps with an option builds a new one per call.
-JSON_ENCODER = json.JSONEncoder(allow_nan=False)
+# Dataclasses and pydantic models are written as JSON objects (typed.plain).
+JSON_ENCODER = json.JSONEncoder(allow_nan=False, default=plain)
 
 
 def to_json(payload: Any, what: str = "payload") -> str:
@@ -51,7 +53,7 @@ def has_lone_surrogate(payload: Any) -> bool:
     A pair (as UTF-16 sources give them) is fine: JSON's \\ud83d\\ude00 is one
     character to PostgreSQL too.
     """
-    raw = json.dumps(payload, ensure_ascii=False)
+    raw = json.dumps(payload, ensure_ascii=False, default=plain)
     try:
         raw.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeDecodeError:

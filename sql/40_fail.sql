@@ -32,15 +32,21 @@ BEGIN
 END;
 $$;
 
--- _fail_locked(job_ids, errors, tracebacks) -> TABLE (job_id, outcome)
+-- _fail_locked(job_ids, errors, tracebacks, retryable) -> TABLE (job_id, outcome)
 -- Fails running jobs that the caller has locked and found it may fail (held by
 -- the caller of fail_batch, or past their timeout for recover_expired). Each
 -- with attempts left is pending again, due after backoff_delay(attempt, ...)
 -- (the job's backoff, else its queue's), its error and traceback kept:
--- 'pending'. The others move to the dead-letter table: 'dead'. The three arrays
--- pair up; one row per job.
-CREATE OR REPLACE FUNCTION pyqueue._fail_locked(job_ids bigint[], errors text[], tracebacks text[])
-RETURNS TABLE (job_id bigint, outcome pyqueue.fail_outcome)
+-- 'pending'. The others move to the dead-letter table: 'dead', and so does a
+-- job whose retryable element is false, whatever attempts it has left (a run
+-- again cannot help it). The arrays pair up (retryable NULL, or a NULL element:
+-- retryable); one row per job.
+CREATE OR REPLACE FUNCTION pyqueue._fail_locked(
+    job_ids    bigint[],
+    errors     text[],
+    tracebacks text[],
+    retryable  boolean[] DEFAULT NULL
+) RETURNS TABLE (job_id bigint, outcome pyqueue.fail_outcome)
 LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
@@ -61,13 +67,13 @@ BEGIN
             failed_at    = now(),
             lease_token  = NULL,
             locked_until = NULL
-        FROM unnest(job_ids, errors, tracebacks) AS f(id, error, traceback)
-        WHERE j.id = f.id AND j.attempt < j.max_attempts
+        FROM unnest(job_ids, errors, tracebacks, retryable) AS f(id, error, traceback, retryable)
+        WHERE j.id = f.id AND j.attempt < j.max_attempts AND f.retryable IS NOT false
         RETURNING j.id
     )
     SELECT failed.id, 'pending'::pyqueue.fail_outcome FROM failed;
 
-    -- What is still running had no attempts left.
+    -- What is still running had no attempts left, or must not be retried.
     FOR doomed IN
         SELECT f.id, f.error, f.traceback
         FROM unnest(job_ids, errors, tracebacks) AS f(id, error, traceback)
@@ -84,19 +90,23 @@ BEGIN
 END;
 $$;
 
--- fail_batch(job_ids, lease_tokens, errors, tracebacks) -> TABLE (job_id, outcome)
+-- fail_batch(job_ids, lease_tokens, errors, tracebacks, retryable) -> TABLE (job_id, outcome)
 -- Records failed runs, many in one call. Each job the caller still holds (its
 -- lease token is the job's current one, and the run is within its timeout) is
 -- failed as _fail_locked says: 'pending' again after its backoff, or 'dead'
--- with no attempts left. Any other id, unknown ones included, is 'lost' and
--- changes nothing. errors pairs with job_ids, and so do tracebacks when given.
+-- with no attempts left. A false element of retryable dead-letters its job at
+-- once, attempts left or not: the worker found that no run can succeed (a
+-- payload that does not fit its handler's type). Any other id, unknown ones
+-- included, is 'lost' and changes nothing. errors pairs with job_ids, and so
+-- do tracebacks and retryable when given (NULL: every job may be retried).
 -- One row per id given, in the order given. The held jobs are locked in id
 -- order first (sql/05_lock_order.sql).
 CREATE OR REPLACE FUNCTION pyqueue.fail_batch(
     job_ids      bigint[],
     lease_tokens uuid[],
     errors       text[],
-    tracebacks   text[] DEFAULT NULL
+    tracebacks   text[] DEFAULT NULL,
+    retryable    boolean[] DEFAULT NULL
 ) RETURNS TABLE (job_id bigint, outcome pyqueue.fail_outcome)
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -107,6 +117,7 @@ DECLARE
     held_ids        bigint[];
     held_errors     text[];
     held_tracebacks text[];
+    held_retryable  boolean[];
 BEGIN
     PERFORM _check_pairs(job_ids, lease_tokens);
     PERFORM _authorize_leases(job_ids, lease_tokens, 'work');
@@ -120,18 +131,23 @@ BEGIN
             cardinality(tracebacks), cardinality(job_ids)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF retryable IS NOT NULL AND cardinality(retryable) <> cardinality(job_ids) THEN
+        RAISE EXCEPTION 'pyqueue: retryable has % elements, job_ids has %',
+            cardinality(retryable), cardinality(job_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     PERFORM _lock_held(job_ids, lease_tokens);
 
     SELECT array_agg(h.id ORDER BY h.id), array_agg(h.error ORDER BY h.id),
-           array_agg(h.traceback ORDER BY h.id)
-    INTO held_ids, held_errors, held_tracebacks
+           array_agg(h.traceback ORDER BY h.id), array_agg(h.retryable ORDER BY h.id)
+    INTO held_ids, held_errors, held_tracebacks, held_retryable
     FROM (
         -- An id given twice is failed once, with its first error.
-        SELECT DISTINCT ON (j.id) j.id, f.error, f.traceback
+        SELECT DISTINCT ON (j.id) j.id, f.error, f.traceback, f.retryable
         FROM jobs j
-        JOIN unnest(job_ids, lease_tokens, errors, tracebacks) WITH ORDINALITY
-             AS f(id, token, error, traceback, ord)
+        JOIN unnest(job_ids, lease_tokens, errors, tracebacks, retryable) WITH ORDINALITY
+             AS f(id, token, error, traceback, retryable, ord)
           ON j.id = f.id AND j.lease_token = f.token
         WHERE _in_time(j.started_at, j.timeout)
         ORDER BY j.id, f.ord
@@ -139,7 +155,8 @@ BEGIN
 
     RETURN QUERY
     WITH failed AS (
-        SELECT * FROM _fail_locked(coalesce(held_ids, '{}'), held_errors, held_tracebacks)
+        SELECT * FROM _fail_locked(coalesce(held_ids, '{}'), held_errors, held_tracebacks,
+                                   held_retryable)
     )
     SELECT g.id, coalesce(failed.outcome, 'lost')
     FROM unnest(job_ids) WITH ORDINALITY AS g(id, ord)

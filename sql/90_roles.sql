@@ -60,7 +60,7 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
     pyqueue.complete_or_raise(bigint, uuid, jsonb),
     pyqueue.fail(bigint, uuid, text, text),
-    pyqueue.fail_batch(bigint[], uuid[], text[], text[]),
+    pyqueue.fail_batch(bigint[], uuid[], text[], text[], boolean[]),
     pyqueue.heartbeat(bigint[], uuid[], interval),
     pyqueue.report_progress(bigint, uuid, integer, text),
     pyqueue.release(bigint[], uuid[]),
@@ -81,7 +81,8 @@ GRANT SELECT ON
     pyqueue.slow_jobs,
     pyqueue.dead_letters,
     pyqueue.job_statuses,
-    pyqueue.schedules
+    pyqueue.schedules,
+    pyqueue.queue_metrics
 TO pyqueue_monitor;
 GRANT SELECT ON pyqueue.job_statuses TO pyqueue_producer, pyqueue_worker;
 GRANT EXECUTE ON FUNCTION
@@ -100,7 +101,8 @@ GRANT SELECT ON
     pyqueue.slow_jobs,
     pyqueue.dead_letters,
     pyqueue.job_statuses,
-    pyqueue.schedules
+    pyqueue.schedules,
+    pyqueue.queue_metrics
 TO pyqueue_operator;
 GRANT EXECUTE ON FUNCTION
     pyqueue.get_job(bigint),

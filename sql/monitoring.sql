@@ -8,6 +8,11 @@
 -- growing oldest_due_age means workers are not keeping up.
 SELECT * FROM pyqueue.queue_stats;
 
+-- The figures Prometheus scrapes (`pyqueue metrics`, the dashboard's /metrics):
+-- per queue, jobs by status, the oldest due job's wait in seconds, what
+-- completed, failed and died in the last minute, and leases run out.
+SELECT * FROM pyqueue.queue_metrics;
+
 -- Work done per minute over the last hour, newest first.
 SELECT * FROM pyqueue.throughput LIMIT 20;
 

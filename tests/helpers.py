@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from pyqueue.jobs import ClaimedJob
+from pyqueue.worker import Worker
 
 Conn = psycopg.Connection[Any]
 
@@ -288,3 +289,29 @@ class Gate:
     def open(self) -> None:
         self._muted = False
         self._open.set()
+
+
+@contextmanager
+def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
+    """worker.run(dsn) in a thread for the duration of the block; stop() and join after.
+
+    Yields the thread: it is no longer alive once run() has returned.
+    """
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run(dsn, install_signal_handlers=False)
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=target, name="test-worker")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop within 30 s"
+    if failures:
+        raise failures[0]

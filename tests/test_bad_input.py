@@ -1,4 +1,4 @@
-"""Every case of tests/bad_input.py, through SQL, the Python client and the CLI.
+"""Every case of tests/bad_input.py, through SQL, both Python clients and the CLI.
 
 Each interface must refuse the case with the words SQL uses, and leave the
 tables as they were. One test per interface, on one database, collecting every
@@ -7,12 +7,13 @@ case that went wrong, so that a failure lists them all.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
 from click.testing import CliRunner
 
-from pyqueue import Queue
+from pyqueue import AsyncQueue, Queue
 from pyqueue.cli import main
 from tests.bad_input import CASES
 from tests.helpers import contents, enqueue, sqlstate_of
@@ -56,6 +57,43 @@ def test_through_python(db: Conn, queue: Queue) -> None:
         if not isinstance(raised, case.error) or case.message not in str(raised) or wrote:
             wrong.append(f"{case.what}: {type(raised).__name__} {raised}, wrote: {wrote}")
     assert wrong == []
+
+
+class Blocking:
+    """AsyncQueue's methods, called as Queue's are, each run to its end on `loop`."""
+
+    def __init__(self, queue: AsyncQueue, loop: asyncio.AbstractEventLoop) -> None:
+        self.queue, self.loop = queue, loop
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.queue, name)
+        return lambda *args, **kwargs: self.loop.run_until_complete(method(*args, **kwargs))
+
+
+def test_through_asyncio(db: Conn, dsn: str) -> None:
+    # A plain test that runs its own loop, so that each case calls AsyncQueue as it calls Queue.
+    enqueue(db, payload='{"already": "here"}')
+    loop = asyncio.new_event_loop()
+    queue = AsyncQueue(dsn)
+    try:
+        wrong = []
+        for case in CASES:
+            if case.python is None:
+                continue
+            before = contents(db)
+            try:
+                case.python(Blocking(queue, loop))  # type: ignore[arg-type]
+            except Exception as error:
+                raised: BaseException | None = error
+            else:
+                raised = None
+            wrote = contents(db) != before
+            if not isinstance(raised, case.error) or case.message not in str(raised) or wrote:
+                wrong.append(f"{case.what}: {type(raised).__name__} {raised}, wrote: {wrote}")
+        assert wrong == []
+    finally:
+        loop.run_until_complete(queue.close())
+        loop.close()
 
 
 def test_through_the_cli(db: Conn, dsn: str) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -15,7 +16,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def test_psql_lifecycle_script(dsn, db):
     params = conninfo_to_dict(dsn)
-    url = f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
+    login = params["user"] + (f":{quote(params['password'])}" if params.get("password") else "")
+    url = f"postgresql://{login}@{params['host']}:{params['port']}/{params['dbname']}"
     result = subprocess.run(
         ["bash", str(EXAMPLES / "lifecycle.sh")],
         capture_output=True, text=True, env={**os.environ, "DATABASE_URL": url}, timeout=60,

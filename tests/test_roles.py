@@ -77,6 +77,7 @@ MONITOR_VIEWS = {
     "slow_jobs",
     "dead_letters",
     "schedules",
+    "queue_metrics",
 }
 # The words for job states, which every role may read to show them.
 SHARED_VIEWS = {"job_statuses"}

@@ -11,8 +11,6 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -24,7 +22,7 @@ from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
 from pyqueue.worker import JobContext, Worker, executor
 from pyqueue.worker.claimer import Claimer
 from pyqueue.worker.executor import Executor
-from tests.helpers import enqueue, status, wait_until
+from tests.helpers import enqueue, running, status, wait_until
 
 FAST = {"poll_interval": 0.05}
 # Waits until those sessions have ended: the test's own client then finds its
@@ -33,32 +31,6 @@ TERMINATE_OTHERS = (
     "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
-
-
-@contextmanager
-def running(worker: Worker, dsn: str) -> Iterator[threading.Thread]:
-    """worker.run(dsn) in a thread for the duration of the block; stop() and join after.
-
-    Yields the thread: it is no longer alive once run() has returned.
-    """
-    failures: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run(dsn, install_signal_handlers=False)
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=target, name="test-worker")
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the worker did not stop within 30 s"
-    if failures:
-        raise failures[0]
 
 
 def test_sync_and_async_handlers_store_their_results(dsn, queue):

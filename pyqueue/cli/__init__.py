@@ -93,6 +93,7 @@ for command in (
     jobs.purge,
     housekeeping.maintain,
     housekeeping.schedule,
+    housekeeping.metrics,
     running.demo,
     running.server,
     running.dashboard,

@@ -99,3 +99,13 @@ def remove(ctx: Context, name: str) -> None:
         if not q.unschedule(name):
             raise click.ClickException(f"no schedule named {name!r}")
     click.echo(f"schedule {name} removed")
+
+
+@click.command()
+@pass_context
+@friendly_errors
+def metrics(ctx: Context) -> None:
+    """Print every queue's figures in the Prometheus text format (pyqueue.queue_metrics)."""
+    from pyqueue.metrics import metrics_text
+
+    click.echo(metrics_text(ctx.database().url), nl=False)

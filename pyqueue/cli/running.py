@@ -49,6 +49,14 @@ def migrate(ctx: Context) -> None:
     default=True,
     help="Run maintenance passes (default on); off leaves them to `pyqueue maintain`.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve this worker process's Prometheus metrics on this port (/metrics).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
 @migrate_option
 @pass_context
 @friendly_errors
@@ -61,6 +69,8 @@ def worker(
     poll_interval: float | None,
     maintenance_interval: float | None,
     maintenance: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     apply_migrations: bool,
 ) -> None:
     """Run the Worker object found at MODULE:OBJECT until SIGTERM or SIGINT."""
@@ -86,6 +96,8 @@ def worker(
         maintenance_interval=maintenance_interval,
         maintenance=maintenance,
     )
+    if metrics_port is not None:
+        found.serve_metrics(metrics_port, metrics_host)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

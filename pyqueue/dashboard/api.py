@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,12 +23,19 @@ from pyqueue.dashboard import params
 from pyqueue.dashboard.pages import reads
 from pyqueue.dashboard.reads import Reads
 from pyqueue.dashboard.security import CSRF_FIELD, CSRF_HEADER, csrf_ok, same_origin
+from pyqueue.metrics import exposition
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def queues(request: Request) -> Response:
     return JSONResponse({"queues": await run_in_threadpool(reads(request).queue_stats)})
+
+
+async def metrics(request: Request) -> Response:
+    """The queues' figures for Prometheus (pyqueue.metrics), behind the same guard."""
+    rows = await run_in_threadpool(reads(request).queue_metrics)
+    return Response(exposition(rows), media_type=CONTENT_TYPE_LATEST)
 
 
 async def throughput(request: Request) -> Response:

@@ -45,6 +45,7 @@ ROUTES = [
     Route("/api/jobs/{job_id:int}/retry", api.retry, methods=["POST"]),
     Route("/api/dead", api.dead),
     Route("/api/schedules", api.schedules),
+    Route("/metrics", api.metrics),
     Mount("/static", StaticFiles(packages=[("pyqueue.dashboard", "static")]), name="static"),
 ]
 

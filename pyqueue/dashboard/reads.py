@@ -63,6 +63,9 @@ class Reads:
     def queue_stats(self) -> list[dict[str, Any]]:
         return self._rows(queries.QUEUE_STATS, [])
 
+    def queue_metrics(self) -> list[dict[str, Any]]:
+        return self._rows(queries.QUEUE_METRICS, [])
+
     def throughput(self, queue: str | None = None) -> list[dict[str, Any]]:
         """Jobs completed and failed in each of the last 60 minutes, zeros included."""
         return self._rows(queries.THROUGHPUT_LAST_HOUR, {"queue": queue})

@@ -23,6 +23,11 @@ on it a few parts with one job each, meeting only in a small shared State
   its job's completion, fenced by the lease token;
 - runner.py: `Worker`, its settings (settings.py), signals and the schema check.
 
+Beside them: decoding.py wraps a typed handler at registration so that it gets
+its payload as the annotated type; joblog.py logs each stored outcome with
+structured fields (and counts it in metrics.py, the process's Prometheus
+figures, when the worker serves them on a port).
+
 What must stay true:
 
 - Every state change is a call of a SQL function (queries.py); Python only

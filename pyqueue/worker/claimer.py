@@ -52,8 +52,10 @@ class Claimer:
         batch_size: int,
         lease: float,
         poll_interval: float,
+        on_claim: Callable[[int], None] | None = None,
     ) -> None:
         self.db = db
+        self.on_claim = on_claim  # told how many jobs each claim leased (metrics)
         self.state = state
         self.start = start
         self.queues = list(queues)
@@ -88,6 +90,8 @@ class Claimer:
                     await self.hand_back(await read(rows))
                     break
                 got = rows.rowcount
+                if self.on_claim is not None:
+                    self.on_claim(got)
                 free = state.free - got
                 if got == wanted and free >= self.enough_free:
                     ahead = self._send(min(self.batch_size, free))

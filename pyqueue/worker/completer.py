@@ -18,6 +18,7 @@ from pyqueue import queries
 from pyqueue.jobs import FailOutcome
 from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
+from pyqueue.worker.joblog import JobLog
 from pyqueue.worker.outcome import Held
 from pyqueue.worker.state import State
 
@@ -30,10 +31,17 @@ BURST = 1000
 class Completer:
     """Takes outcomes from `outcomes` and stores them on `db` until cancelled."""
 
-    def __init__(self, db: Reconnecting, state: State, outcomes: asyncio.Queue[Held]) -> None:
+    def __init__(
+        self,
+        db: Reconnecting,
+        state: State,
+        outcomes: asyncio.Queue[Held],
+        log: JobLog | None = None,
+    ) -> None:
         self.db = db
         self.state = state
         self.outcomes = outcomes
+        self.log = JobLog() if log is None else log
 
     async def run(self) -> None:
         outcomes = self.outcomes
@@ -96,8 +104,10 @@ class Completer:
             return [refused for held in successes for refused in await self.complete([held])]
         stored = {row[0] for row in rows}
         for held in successes:
-            if held.job.id not in stored:
-                log_lost(held, "its result was not stored")
+            if held.job.id in stored:
+                self.log.completed(held)
+            else:
+                self.log.lost(held, "its result was not stored")
             self.state.forget(held)
         return []
 
@@ -106,6 +116,7 @@ class Completer:
         dead-lettered, or found lost."""
         if not failures:
             return
+        retryable = [h.context.retryable for h in failures]
         rows = await self.db.call(
             queries.FAIL_BATCH,
             [
@@ -113,37 +124,16 @@ class Completer:
                 [h.job.lease_token for h in failures],
                 [h.error for h in failures],
                 [h.traceback for h in failures],
+                None if all(retryable) else retryable,
             ],
         )
         for held, (_, outcome) in zip(failures, rows, strict=True):
-            log_failure(held, FailOutcome(outcome))
+            self.log_failure(held, FailOutcome(outcome))
             self.state.forget(held)
 
-
-def log_failure(held: Held, outcome: FailOutcome) -> None:
-    """Log a stored failure by what SQL made of the job."""
-    job = held.job
-    if outcome is FailOutcome.LOST:
-        log_lost(held, "its failure was not stored")
-        return
-    fate = " and is dead-lettered" if outcome is FailOutcome.DEAD else ", will be retried"
-    logger.warning(
-        "job %s (%s) failed on attempt %s of %s%s: %s",
-        job.id,
-        job.queue,
-        job.attempt,
-        job.max_attempts,
-        fate,
-        held.error,
-    )
-
-
-def log_lost(held: Held, consequence: str) -> None:
-    level = logging.DEBUG if held.lost else logging.WARNING  # warned at the heartbeat
-    logger.log(
-        level,
-        "job %s (%s) was lost (cancelled, or its lease expired and it was recovered): %s",
-        held.job.id,
-        held.job.queue,
-        consequence,
-    )
+    def log_failure(self, held: Held, outcome: FailOutcome) -> None:
+        """Log a stored failure by what SQL made of the job."""
+        if outcome is FailOutcome.LOST:
+            self.log.lost(held, "its failure was not stored")
+        else:
+            self.log.failed(held, dead=outcome is FailOutcome.DEAD)

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -101,9 +101,12 @@ async def sleep_unless(event: asyncio.Event | None, delay: float) -> None:
 class Reconnecting:
     """An autocommit AsyncConnection that `call` re-opens whenever it breaks."""
 
-    def __init__(self, conninfo: str, name: str) -> None:
+    def __init__(
+        self, conninfo: str, name: str, on_reconnect: Callable[[], None] | None = None
+    ) -> None:
         self.conninfo = with_defaults(conninfo)
         self.name = name
+        self.on_reconnect = on_reconnect  # called when a broken connection is replaced
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._connecting = asyncio.Lock()
         self._backoff = Backoff()
@@ -151,6 +154,8 @@ class Reconnecting:
                             time.monotonic() - self._down_since,
                         )
                         self._down_since = None
+                        if self.on_reconnect is not None:
+                            self.on_reconnect()
                     self._backoff.reset()
                     return self._conn
             await sleep_unless(stopping, delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +47,10 @@ class JobContext:
         self._transactions = transactions
         # Completed in a job transaction that committed: the outcome is stored.
         self.settled = False
+        # False: the job must fail for good (its payload does not fit the handler).
+        self.retryable = True
+        self.started = time.monotonic()
+        self.ended: float | None = None  # set when the handler returns or raises
 
     def __repr__(self) -> str:
         return (
@@ -108,6 +113,14 @@ class JobContext:
                 await self._send(self._job, pct, message)
             except Exception as error:  # best effort: a lost report must not fail the job
                 logger.debug("job %s: progress report not stored: %s", self.id, error)
+
+    def end(self) -> None:
+        self.ended = time.monotonic()
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the handler ran; None until it has returned or raised."""
+        return None if self.ended is None else self.ended - self.started
 
     @property
     def reporting(self) -> bool:

@@ -232,6 +232,7 @@ class Executor:
                 self.abandoned_threads -= 1
             return
         held.finished = True
+        held.context.end()
         held.result, held.error, held.traceback = result, error, trace
         state = self.state
         state.running -= 1

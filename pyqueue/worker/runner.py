@@ -20,13 +20,17 @@ from pyqueue import schema
 from pyqueue.connecting import connect
 from pyqueue.errors import CannotConnect, InvalidArgument, first_line
 from pyqueue.worker.connection import Backoff, sleep_unless, with_defaults
+from pyqueue.worker.context import JobContext
+from pyqueue.worker.decoding import typed_handler
 from pyqueue.worker.executor import Handler
+from pyqueue.worker.metrics import MetricsServer, WorkerMetrics
 from pyqueue.worker.session import Session
 from pyqueue.worker.settings import Settings, positive_int, queue_names, seconds
 
 logger = logging.getLogger("pyqueue.worker")
 
-H = TypeVar("H", bound=Callable[..., Any])
+# A handler: handler(payload, job); its own precise type is kept for the caller.
+H = TypeVar("H", bound=Callable[[Any, JobContext], object])
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -92,6 +96,8 @@ class Worker:
         name: str | None = None,
         maintenance_interval: float | None = 10.0,
         max_abandoned_threads: int | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         lease = seconds("lease", lease)
         heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
@@ -123,6 +129,12 @@ class Worker:
             ),
         )
         self.queues = queue_names(queues)
+        # This process's figures (worker/metrics.py), served on metrics_port while running.
+        self.metrics: WorkerMetrics | None = None
+        self.metrics_port: int | None = None
+        self.metrics_host = metrics_host
+        if metrics_port is not None:
+            self.serve_metrics(metrics_port, metrics_host)
         self._name = name
         self.name = name  # the name of the current or last run; set by run() if not given
         self._handlers: dict[str, Handler] = {}
@@ -137,8 +149,10 @@ class Worker:
         """Register the decorated function as the handler of `queue`.
 
         It is called `handler(payload, job)`, plain or `async def`; its return
-        value (JSON-serialisable, or None) becomes the job's result, an
-        exception fails the job.
+        value (JSON-serialisable, a dataclass or pydantic model, or None)
+        becomes the job's result, an exception fails the job. A payload
+        annotated with a dataclass, TypedDict or pydantic model arrives as that
+        type; one that does not fit fails the job for good (pyqueue.typed).
         """
         if not isinstance(queue, str) or not queue:
             raise InvalidArgument(f"queue must be a non-empty string, got {queue!r}")
@@ -148,10 +162,20 @@ class Worker:
                 raise InvalidArgument(f"the handler of {queue!r} must be callable")
             if queue in self._handlers:
                 raise InvalidArgument(f"queue {queue!r} already has a handler")
-            self._handlers[queue] = function
+            self._handlers[queue] = typed_handler(function, queue)
             return function
 
         return register
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """The handler run for each queue (typed ones wrapped to decode their payload)."""
+        return dict(self._handlers)
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve this process's metrics on http://host:port/metrics while run() runs."""
+        self.metrics_port, self.metrics_host = port, host
+        self.metrics = self.metrics or WorkerMetrics()
 
     def configure(
         self,
@@ -219,8 +243,12 @@ class Worker:
         queues = self._work_queues()
         self.name = self._name or default_worker_name()
         signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
+        serving: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if self.metrics is not None and self.metrics_port is not None:
+            serving = MetricsServer(self.metrics, self.metrics_port, self.metrics_host)
         try:
-            asyncio.run(self._serve(url, queues, signals, migrate))
+            with serving:
+                asyncio.run(self._serve(url, queues, signals, migrate))
         finally:
             with self._lock:
                 self._loop = None
@@ -242,7 +270,9 @@ class Worker:
     async def _serve(self, conninfo: str, queues: list[str], signals: bool, migrate: bool) -> None:
         assert self.name is not None
         loop = asyncio.get_running_loop()
-        session = Session(conninfo, self.name, dict(self._handlers), queues, self.settings)
+        session = Session(
+            conninfo, self.name, dict(self._handlers), queues, self.settings, self.metrics
+        )
         self._session, self._stops = session, 0
         self._main = asyncio.current_task()
         if signals:

@@ -21,15 +21,18 @@ pass delays no claim.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from pyqueue.worker.claimer import Claimer
 from pyqueue.worker.completer import Completer
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.executor import Executor, Handler
+from pyqueue.worker.joblog import JobLog
 from pyqueue.worker.leases import LeaseKeeper
 from pyqueue.worker.listener import Listener
 from pyqueue.worker.maintainer import Maintainer
+from pyqueue.worker.metrics import WorkerMetrics
 from pyqueue.worker.outcome import Held
 from pyqueue.worker.settings import Settings
 from pyqueue.worker.state import State, wait_any
@@ -48,17 +51,25 @@ class Session:
         handlers: dict[str, Handler],
         queues: Sequence[str],
         settings: Settings,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.state = State(settings.concurrency)
-        self.db = Reconnecting(conninfo, f"worker {name}")
-        self.outcome_db = Reconnecting(conninfo, f"worker {name} (outcomes)")
-        self.listen_db = Reconnecting(conninfo, f"worker {name} (LISTEN)")
+
+        def connection(role: str) -> Reconnecting:
+            # role names the connection in logs and in the reconnects metric.
+            label = f"worker {name}" if role == "main" else f"worker {name} ({role})"
+            told = None if metrics is None else functools.partial(metrics.reconnected, role)
+            return Reconnecting(conninfo, label, told)
+
+        self.db = connection("main")
+        self.outcome_db = connection("outcomes")
+        self.listen_db = connection("LISTEN")
         outcomes: asyncio.Queue[Held] = asyncio.Queue()
         self.executor = Executor(
             handlers, self.state, outcomes, self.db, settings.max_abandoned_threads
         )
-        self.completer = Completer(self.outcome_db, self.state, outcomes)
+        self.completer = Completer(self.outcome_db, self.state, outcomes, JobLog(metrics))
         self.claimer = Claimer(
             self.db,
             self.state,
@@ -68,6 +79,7 @@ class Session:
             batch_size=settings.batch_size,
             lease=settings.lease,
             poll_interval=settings.poll_interval,
+            on_claim=None if metrics is None else metrics.claim,
         )
         self.lease_keeper = LeaseKeeper(
             self.db,
@@ -78,7 +90,7 @@ class Session:
         )
         self.listener = Listener(self.listen_db, self.state, queues, settings.poll_interval)
         # Its own connection: a pass may take a while, and claims must not wait for it.
-        self.maintenance_db = Reconnecting(conninfo, f"worker {name} (maintenance)")
+        self.maintenance_db = connection("maintenance")
         self.maintainer = (
             None
             if settings.maintenance_interval is None
