@@ -109,7 +109,7 @@ LANGUAGE sql IMMUTABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT 4;
+    SELECT 5;
 $$;
 
 -- schema_compatibility() -> (version integer, oldest_client_version integer)

@@ -9,9 +9,9 @@
 --   pyqueue_monitor   read the monitoring views
 --
 -- Operator actions (cancel, retry_dead, purge, configure_queue, schedule,
--- unschedule) stay with the schema owner. Roles belong to the whole cluster:
--- they are created here only if missing, and shared by every database that runs
--- pyqueue.
+-- unschedule, pause_queue, resume_queue) stay with the schema owner. Roles
+-- belong to the whole cluster: they are created here only if missing, and
+-- shared by every database that runs pyqueue.
 
 DO $$
 DECLARE
@@ -37,9 +37,9 @@ GRANT USAGE ON SCHEMA pyqueue TO pyqueue_producer, pyqueue_worker, pyqueue_monit
 
 GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval,
-                    interval),
+                    interval, text, interval),
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval,
-                          interval, interval),
+                          interval, interval, text, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer),
     pyqueue.job_actions(text, bigint),
@@ -49,6 +49,7 @@ TO pyqueue_producer;
 
 GRANT EXECUTE ON FUNCTION
     pyqueue.claim_batch(text[], text, integer, interval),
+    pyqueue.claim_wait(text[]),
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
     pyqueue.fail(bigint, uuid, text, text),
