@@ -33,6 +33,8 @@ def enqueue_with_options(
     max_attempts: int | None,
     idempotency_key: str | None,
     timeout: timedelta | None,
+    unique_mode: str | None = None,
+    unique_period: timedelta | None = None,
 ) -> tuple[str, list[Any]]:
     """The enqueue call for these options: only those given are sent, by name."""
     options: dict[str, Any] = {
@@ -41,6 +43,8 @@ def enqueue_with_options(
         "max_attempts": sql_int("max_attempts", max_attempts),
         "idempotency_key": idempotency_key,
         "timeout": timeout,
+        "unique_mode": unique_mode,
+        "unique_period": unique_period,
     }
     given = {name: value for name, value in options.items() if value is not None}
     if priority != 0:  # None too: the database refuses it, naming it
@@ -78,11 +82,15 @@ class Queue(Operations):
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> int:
-        """Add a job; return its id (the existing job's, for a known idempotency key).
+        """Add a job; return its id (the existing job's, for a held idempotency key).
 
         timeout bounds each run (None: the queue's); a run past it fails.
+        unique_mode says how long a job holds its key (None: the queue's; see
+        the README's "Flow control"); unique_period is throttle's and debounce's.
         """
         check_queue_text(queue)
         if (
@@ -92,13 +100,24 @@ class Queue(Operations):
             and max_attempts is None
             and idempotency_key is None
             and timeout is None
+            and unique_mode is None
+            and unique_period is None
         ):
             # The everyday call, a queue and a payload: a constant query, built
             # by nobody, so that the client's share of an enqueue stays small.
             query, params = queries.ENQUEUE, [queue, to_json(payload)]
         else:
             query, params = enqueue_with_options(
-                queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
+                queue,
+                payload,
+                run_at,
+                delay,
+                priority,
+                max_attempts,
+                idempotency_key,
+                timeout,
+                unique_mode,
+                unique_period,
             )
         with self._connection(conn) as c:
             row = c.execute(query, params).fetchone()
@@ -116,6 +135,8 @@ class Queue(Operations):
         max_attempts: int | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
@@ -140,6 +161,8 @@ class Queue(Operations):
                     sql_int("max_attempts", max_attempts),
                     keys,
                     timeout,
+                    unique_mode,
+                    unique_period,
                 ],
             ).fetchall()
         return [int(r[0]) for r in rows]

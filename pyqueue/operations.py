@@ -41,8 +41,18 @@ class Operations:
         max_payload_bytes: int | None = None,
         timeout: timedelta | None = None,
         dead_retention: timedelta | None = None,
+        concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
     ) -> None:
-        """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
+        """Set a queue's defaults ('*' for every queue without its own); None keeps one.
+
+        concurrency, rate_limit and rate_period are fleet-wide limits of one
+        queue (0 removes a limit); unique_mode and unique_period are the
+        queue's defaults for enqueue. See the README's "Flow control".
+        """
         with self._connection(None) as c:
             c.execute(
                 queries.CONFIGURE_QUEUE,
@@ -55,8 +65,28 @@ class Operations:
                     sql_int("max_payload_bytes", max_payload_bytes),
                     timeout,
                     dead_retention,
+                    sql_int("concurrency", concurrency),
+                    sql_int("rate_limit", rate_limit),
+                    rate_period,
+                    unique_mode,
+                    unique_period,
                 ],
             )
+
+    def pause_queue(self, queue: str) -> datetime:
+        """Stop claims of a queue (jobs are still accepted); return since when."""
+        with self._connection(None) as c:
+            row = c.execute(queries.PAUSE_QUEUE, [queue]).fetchone()
+        assert row is not None
+        since: datetime = row[0]
+        return since
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let claims take a paused queue's jobs again; False if it was not paused."""
+        with self._connection(None) as c:
+            row = c.execute(queries.RESUME_QUEUE, [queue]).fetchone()
+        assert row is not None
+        return bool(row[0])
 
     def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
         """One maintenance pass now (see `pyqueue.maintain`); returns what it did."""

@@ -9,20 +9,30 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import claim, complete, enqueue, fail, expire_lease, row, rows, scalar, sqlstate_of
+from tests.helpers import (
+    claim,
+    complete,
+    enqueue,
+    expire_lease,
+    fail,
+    row,
+    rows,
+    scalar,
+    sqlstate_of,
+)
 
 Conn = psycopg.Connection[Any]
 
 
 def fill(db: Conn, queue: str = "q", n: int = 20) -> None:
-    db.execute(
-        "SELECT pyqueue.enqueue_batch(%s, array_fill('{}'::jsonb, ARRAY[%s]))", [queue, n]
-    )
+    db.execute("SELECT pyqueue.enqueue_batch(%s, array_fill('{}'::jsonb, ARRAY[%s]))", [queue, n])
 
 
 def running(db: Conn, queue: str = "q") -> int:
     return int(
-        scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = %s AND status = 'running'", [queue])
+        scalar(
+            db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = %s AND status = 'running'", [queue]
+        )
     )
 
 
@@ -309,8 +319,9 @@ def test_queue_default_mode(db: Conn) -> None:
 
 
 def test_throttle_without_a_period_is_refused(db: Conn) -> None:
-    error = sqlstate_of(db, "SELECT pyqueue.enqueue('q', '{}', idempotency_key => 'k',"
-                            " unique_mode => 'throttle')")
+    error = sqlstate_of(
+        db, "SELECT pyqueue.enqueue('q', '{}', idempotency_key => 'k', unique_mode => 'throttle')"
+    )
     assert error.sqlstate == "22023" and "unique_period" in str(error)
     assert scalar(db, "SELECT count(*) FROM pyqueue.jobs") == 0
 
