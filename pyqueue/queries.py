@@ -46,8 +46,8 @@ def enqueue_with_options(names: Iterable[str]) -> str:
     """ENQUEUE taking, after queue and payload, these options by name in this order.
 
     The names are enqueue's arguments (run_at, delay, priority, max_attempts,
-    idempotency_key, timeout, unique_mode, unique_period). Only the options a caller gives are sent, so the SQL
-    function's defaults apply to the others.
+    idempotency_key, timeout, unique_mode, unique_period). Only the options a
+    caller gives are sent, so the SQL function's defaults apply to the others.
     """
     return _ENQUEUE_CALL.format("".join(f", {name} => %s" for name in names))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pyqueue.cli import housekeeping, jobs, running
+from pyqueue.cli import housekeeping, jobs, queues, running
 from pyqueue.cli.context import Context
 from pyqueue.localserver import default_base_dir
 
@@ -44,6 +44,9 @@ for command in (
     jobs.retry,
     jobs.cancel,
     jobs.purge,
+    queues.pause,
+    queues.resume,
+    queues.limit,
     housekeeping.maintain,
     housekeeping.schedule,
     running.demo,

@@ -1,8 +1,9 @@
-"""The JSON API, for the page's script and for applications, and the two actions.
+"""The JSON API, for the page's script and for applications, and the actions.
 
-Reads return what the pages show, as JSON. Cancel and Retry are POST only and
-CSRF-checked; they answer JSON under /api/ and redirect a form elsewhere.
-Whether a job may be cancelled or replayed is the SQL functions' to decide.
+Reads return what the pages show, as JSON. Cancel and Retry (of a job), Pause
+and Resume (of a queue) are POST only and CSRF-checked; they answer JSON under
+/api/ and redirect a form elsewhere. Whether a job may be cancelled or replayed
+is the SQL functions' to decide.
 """
 
 from __future__ import annotations
@@ -63,15 +64,16 @@ async def dead(request: Request) -> Response:
     return JSONResponse({"dead": found, "page": page, "has_more": has_more})
 
 
-def action(run: Callable[[Reads, int], dict[str, Any]], then: str) -> Endpoint:
-    """A POST endpoint running `run` on the job; `then` formats the form's redirect."""
+def action(run: Callable[[Reads, Any], dict[str, Any]], then: str, on: str = "job_id") -> Endpoint:
+    """A POST endpoint running `run` on path parameter `on` (the job, or the
+    queue); `then` formats the form's redirect."""
 
     async def endpoint(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         expected = request.app.state.csrf_token
         if not csrf_ok(request.headers, form.get(CSRF_FIELD, [None])[0], expected):
             raise HTTPException(403, "missing or wrong CSRF token, or a cross-site request")
-        outcome = await run_in_threadpool(run, reads(request), request.path_params["job_id"])
+        outcome = await run_in_threadpool(run, reads(request), request.path_params[on])
         if request.url.path.startswith("/api/"):
             return JSONResponse(outcome)
         return RedirectResponse(then.format(**outcome), status_code=303)
@@ -87,5 +89,15 @@ def retry_job(db: Reads, job_id: int) -> dict[str, Any]:
     return {"id": job_id, "new_job": db.queue.retry_dead(job_id)}
 
 
+def pause_queue(db: Reads, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "paused_since": db.queue.pause_queue(queue).isoformat()}
+
+
+def resume_queue(db: Reads, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "resumed": db.queue.resume_queue(queue)}
+
+
 cancel = action(cancel_job, "/jobs/{id}")
 retry = action(retry_job, "/jobs/{new_job}")
+pause = action(pause_queue, "/", on="queue")
+resume = action(resume_queue, "/", on="queue")
