@@ -85,3 +85,9 @@ def ledger(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
         time.sleep(delay)
     _write(job, "end")
     return {"attempt": job.attempt}
+
+
+# The flow-control fleet test (tests/test_flow_fleet.py) runs the same handler
+# on queues that carry flow limits.
+for _flow_queue in ("capped", "rated", "held"):
+    worker.handler(_flow_queue)(ledger)
