@@ -119,8 +119,17 @@ def test_limits_hold_across_a_fleet(
     )
     db.execute("SELECT pyqueue.pause_queue('held')")
     fleet = [
-        workers("--batch-size", str(size), "--concurrency", "4", "--poll-interval", "0.5",
-                "--queues", ",".join(QUEUES), "--no-maintenance")  # fmt: skip
+        workers(
+            "--batch-size",
+            str(size),
+            "--concurrency",
+            "4",
+            "--poll-interval",
+            "0.5",
+            "--queues",
+            ",".join(QUEUES),
+            "--no-maintenance",
+        )
         for size in (1, 2, 3, 5, 8, 10)
     ]
     deadline = time.monotonic() + 60
@@ -138,8 +147,9 @@ def test_limits_hold_across_a_fleet(
 
     # Pause the capped queue mid-run: nothing of it starts after the pause
     # committed, though six workers and two claimers keep asking.
-    wait_for(db, "SELECT count(*) FROM starts WHERE queue = 'capped'", lambda n: n >= 15, 60,
-             fleet[0])  # fmt: skip
+    wait_for(
+        db, "SELECT count(*) FROM starts WHERE queue = 'capped'", lambda n: n >= 15, 60, fleet[0]
+    )
     db.execute("SELECT pyqueue.pause_queue('capped')")
     paused_after = db.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
     time.sleep(1.0)
@@ -149,13 +159,24 @@ def test_limits_hold_across_a_fleet(
     assert late == (0,)
     db.execute("SELECT pyqueue.resume_queue('capped')")
 
-    wait_for(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue IN ('capped', 'rated')"
-             " AND status <> 'completed'", lambda n: n == 0, 90, fleet[0])  # fmt: skip
+    wait_for(
+        db,
+        "SELECT count(*) FROM pyqueue.jobs WHERE queue IN ('capped', 'rated')"
+        " AND status <> 'completed'",
+        lambda n: n == 0,
+        90,
+        fleet[0],
+    )
     assert db.execute("SELECT count(*) FROM starts WHERE queue = 'held'").fetchone() == (0,)
     resumed_before = db.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
     db.execute("SELECT pyqueue.resume_queue('held')")
-    wait_for(db, "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'held'"
-             " AND status <> 'completed'", lambda n: n == 0, 30, fleet[0])  # fmt: skip
+    wait_for(
+        db,
+        "SELECT count(*) FROM pyqueue.jobs WHERE queue = 'held' AND status <> 'completed'",
+        lambda n: n == 0,
+        30,
+        fleet[0],
+    )
 
     for claimer in claimers:
         claimer.stop.set()
