@@ -56,9 +56,7 @@ class UniqueModes(RuleBasedStateMachine):
 
     def _expect(self, key: str, mode: str, payload: int) -> int | None:
         """Apply an enqueue to the model: the id it returns, None for a new job."""
-        holder = next(
-            (i for i, j in self.jobs.items() if j.key == key and not j.released), None
-        )
+        holder = next((i for i, j in self.jobs.items() if j.key == key and not j.released), None)
         if holder is not None:
             job = self.jobs[holder]
             if holds(job, mode):
