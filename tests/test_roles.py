@@ -39,6 +39,7 @@ ALLOWED_FUNCTIONS = {
     },
     "pyqueue_worker": {
         "claim_batch",
+        "claim_wait",
         "complete",
         "complete_batch",
         "fail",
@@ -72,6 +73,8 @@ OPERATOR_FUNCTIONS = {
     "configure_queue",
     "schedule",
     "unschedule",
+    "pause_queue",
+    "resume_queue",
 }
 ROLES = tuple(ALLOWED_FUNCTIONS)
 
