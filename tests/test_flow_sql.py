@@ -191,24 +191,26 @@ def test_rate_limit_needs_a_period(db: Conn) -> None:
     assert "rate_limit" in str(error)
 
 
-@pytest.mark.parametrize(
-    "call, words",
-    [
-        ("configure_queue('*', concurrency => 2)", "'*'"),
-        ("configure_queue('q', concurrency => -1)", "concurrency"),
-        ("configure_queue('q', concurrency => 100001)", "concurrency"),
-        ("configure_queue('q', rate_limit => 10001, rate_period => '1s')", "rate_limit"),
-        ("configure_queue('q', rate_limit => 1, rate_period => '-1s')", "rate_period"),
-        ("configure_queue('q', unique_mode => 'sometimes')", "unique_mode"),
-        ("pause_queue('bad name')", "queue"),
-        ("resume_queue(NULL)", "queue"),
-    ],
-)
-def test_bad_flow_settings_are_refused(db: Conn, call: str, words: str) -> None:
+BAD_SETTINGS = [
+    ("configure_queue('*', concurrency => 2)", "'*'"),
+    ("configure_queue('q', concurrency => -1)", "concurrency"),
+    ("configure_queue('q', concurrency => 100001)", "concurrency"),
+    ("configure_queue('q', rate_limit => 10001, rate_period => '1s')", "rate_limit"),
+    ("configure_queue('q', rate_limit => 1, rate_period => '-1s')", "rate_period"),
+    ("configure_queue('q', unique_mode => 'sometimes')", "unique_mode"),
+    ("configure_queue('q', unique_period => '0s')", "unique_period"),
+    ("pause_queue('bad name')", "queue"),
+    ("resume_queue(NULL)", "queue"),
+    ("claim_wait('{}')", "queues"),
+]
+
+
+def test_bad_flow_settings_are_refused(db: Conn) -> None:
     before = rows(db, "SELECT * FROM pyqueue.queues ORDER BY name")
-    error = sqlstate_of(db, f"SELECT pyqueue.{call}")
-    assert error.sqlstate == "22023"
-    assert words in str(error)
+    for call, words in BAD_SETTINGS:
+        error = sqlstate_of(db, f"SELECT pyqueue.{call}")
+        assert error.sqlstate == "22023", call
+        assert words in str(error), (call, str(error))
     assert rows(db, "SELECT * FROM pyqueue.queues ORDER BY name") == before
 
 

@@ -168,7 +168,7 @@ def test_uniqueness_modes_match_their_model(db: psycopg.Connection[Any]) -> None
     run_state_machine_as_test(
         lambda: UniqueModes(db),
         settings=settings(
-            max_examples=120,
+            max_examples=60,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
