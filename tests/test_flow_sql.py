@@ -267,6 +267,7 @@ def test_until_purged_is_the_default(db: Conn) -> None:
     (job,) = claim(db, "q", 1)
     complete(db, job.id, job.lease_token)
     assert keyed(db) == first
+    assert enqueue(db, "other", idempotency_key="k", unique_mode="pending") != first
 
 
 def test_pending_mode(db: Conn) -> None:

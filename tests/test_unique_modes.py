@@ -66,15 +66,19 @@ class UniqueModes(RuleBasedStateMachine):
             job.released = True
         return None
 
-    def _added(self, job_id: int, expected: int | None, key: str, mode: str, payload: int) -> None:
+    def _added(
+        self, job_id: int, expected: int | None, key: str, mode: str, payload: int, newer: int
+    ) -> None:
+        """Check an enqueue's id: the expected job's, or a new one above `newer`."""
         if expected is not None:
             assert job_id == expected, (job_id, expected, key, mode)
             return
-        assert job_id not in self.jobs and job_id > max(self.jobs, default=0), (job_id, mode)
+        assert job_id not in self.jobs and job_id > newer, (job_id, mode)
         self.jobs[job_id] = ModelJob(key, "pending", payload, due=mode != "debounce")
 
     @rule(key=st.sampled_from(KEYS), mode=st.sampled_from(MODES), payload=st.integers(0, 99))
     def enqueue(self, key: str, mode: str, payload: int) -> None:
+        newer = max(self.jobs, default=0)
         expected = self._expect(key, mode, payload)
         job_id = scalar(
             self.db,
@@ -82,7 +86,7 @@ class UniqueModes(RuleBasedStateMachine):
             " unique_period => %s)",
             [str(payload), key, mode, PERIOD],
         )
-        self._added(job_id, expected, key, mode, payload)
+        self._added(job_id, expected, key, mode, payload, newer)
 
     @rule(
         keys=st.lists(st.sampled_from(KEYS), min_size=2, max_size=2, unique=True),
@@ -98,10 +102,12 @@ class UniqueModes(RuleBasedStateMachine):
                 [str(payload), str(payload + 1), keys, mode, PERIOD],
             )
         ]
-        # Keys are taken in key order, each as one enqueue.
+        # Keys are taken in key order, each as one enqueue; a batch's new ids
+        # follow the payloads' order.
+        newer = max(self.jobs, default=0)
         for ord_, key in sorted(enumerate(keys), key=lambda p: p[1]):
             expected = self._expect(key, mode, payload + ord_)
-            self._added(ids[ord_], expected, key, mode, payload + ord_)
+            self._added(ids[ord_], expected, key, mode, payload + ord_, newer)
 
     @rule()
     def claim(self) -> None:
