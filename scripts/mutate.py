@@ -75,8 +75,8 @@ MUTATIONS = [
     # ---------------------------------------------------------------- enqueue
     Mutation(
         "enqueue-key-across-queues", "_enqueue_keyed", "12_unique.sql",
-        "WHERE j.queue = _enqueue_keyed.queue AND j.idempotency_key = _enqueue_keyed.idempotency_key",
-        "WHERE j.idempotency_key = _enqueue_keyed.idempotency_key",
+        "WHERE j.queue = _enqueue_keyed.queue AND j.idempotency_key",
+        "WHERE j.idempotency_key",
         "enqueue looks a held idempotency key up in every queue, not its own",
     ),
     # ------------------------------------------------------- uniqueness modes

@@ -63,6 +63,8 @@ class Claimer:
         self.poll_interval = poll_interval
         # Claim again, while handlers run, once this many slots are free.
         self.enough_free = max(1, min(batch_size, state.concurrency) // 2)
+        # When claim_wait last said a NOTIFY may bring work (loop time).
+        self.notify_may_help_at = -float("inf")
 
     async def run(self) -> None:
         """Claim and start jobs until the state says stopping; hand back what comes after."""
@@ -116,8 +118,14 @@ class Claimer:
 
         When every queue is held back by a flow limit or a pause, a NOTIFY from
         enqueue brings nothing claimable: wait the time SQL says budget returns
-        (poll_interval at most), not for wake-ups.
+        (poll_interval at most), not for wake-ups. Asked at most once a poll
+        interval while the answer is "wake-ups help", so that an idle worker of
+        queues without limits pays no round trip per wake-up.
         """
+        now = asyncio.get_running_loop().time()
+        if now - self.notify_may_help_at < self.poll_interval:
+            await wait_for(self.state.wake, self.poll_interval)
+            return
         try:
             row = await (
                 await self.db.execute(
@@ -130,6 +138,7 @@ class Claimer:
         except Stopping:
             return
         if row is None or row[0] is None:
+            self.notify_may_help_at = now
             await wait_for(self.state.wake, self.poll_interval)
             return
         await wait_any(self.state.stopping, timeout=min(row[0].total_seconds(), self.poll_interval))
