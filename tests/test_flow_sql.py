@@ -267,7 +267,10 @@ def test_until_purged_is_the_default(db: Conn) -> None:
     (job,) = claim(db, "q", 1)
     complete(db, job.id, job.lease_token)
     assert keyed(db) == first
-    assert enqueue(db, "other", idempotency_key="k", unique_mode="pending") != first
+    other = enqueue(db, "other", idempotency_key="k", unique_mode="pending")
+    assert other != first
+    assert enqueue(db, "other", idempotency_key="k", unique_mode="pending") == other
+    assert keyed(db, unique_mode="pending") not in (first, other)  # first is not pending
 
 
 def test_pending_mode(db: Conn) -> None:
