@@ -854,7 +854,7 @@ BEGIN
     FROM claimed c
     ORDER BY c.priority DESC, c.run_at, c.id;
     IF allowed IS NOT NULL THEN
-        PERFORM _flow_record(picked);
+        PERFORM _flow_record(claim_batch.queues, picked);
     END IF;
 END;
 $$;
@@ -1041,13 +1041,19 @@ BEGIN
 END;
 $$;
 
--- _flow_record(job_ids): for claim_batch, after it claimed job_ids under
--- _flow_allowances: adds their starts to the ledgers of rate-limited queues,
--- dropping starts older than the window.
-CREATE OR REPLACE FUNCTION pyqueue._flow_record(job_ids bigint[]) RETURNS void
+-- _flow_record(queues, job_ids): for claim_batch, after it claimed job_ids
+-- under _flow_allowances: adds their starts to the ledgers of the rate-limited
+-- queues among queues, dropping starts older than the window. Looks at the
+-- jobs only when one of the queues has a rate limit.
+CREATE OR REPLACE FUNCTION pyqueue._flow_record(queues text[], job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    IF cardinality(job_ids) = 0
+       OR NOT EXISTS (SELECT FROM pyqueue.queues s
+                      WHERE s.name = ANY (queues) AND s.rate_limit IS NOT NULL) THEN
+        RETURN;
+    END IF;
     UPDATE pyqueue.queue_flow f
     SET starts = ARRAY(SELECT t FROM unnest(f.starts) AS t WHERE t > now() - s.rate_period)
                  || array_fill(now(), ARRAY[c.started])

@@ -149,7 +149,7 @@ BEGIN
     FROM claimed c
     ORDER BY c.priority DESC, c.run_at, c.id;
     IF allowed IS NOT NULL THEN
-        PERFORM _flow_record(picked);
+        PERFORM _flow_record(claim_batch.queues, picked);
     END IF;
 END;
 $$;
