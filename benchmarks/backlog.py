@@ -11,6 +11,10 @@ sizes and the two sides: pyqueue with claim_batch and complete_batch, the
 baseline with its UPDATE ... SKIP LOCKED and DELETE. After each round as many
 new due jobs are added (not timed), so that every round sees the backlog it
 started with.
+
+The small database also has a queue with a concurrency limit (flow control,
+sql/22_flow.sql) set high enough never to bind: its rounds measure what the
+limit's bookkeeping adds to each claim (the queue's lock, its running count).
 """
 
 from __future__ import annotations
@@ -45,15 +49,21 @@ SELECT CASE WHEN g <= %(due)s OR g %% 2 = 0 THEN %(queue)s ELSE 'other-' || g %%
 FROM generate_series(1, %(total)s) AS g
 """
 
+LIMITED = f"{QUEUE}-limited"
+# Room for ten batches running at once: the claims pay for the limit, never wait on it.
+LIMIT_IN_BATCHES = 10
+
 PYQUEUE_CLAIM = "SELECT id, lease_token FROM pyqueue.claim_batch(%s, 'bench-backlog', %s)"
 PYQUEUE_COMPLETE = "SELECT count(*) FROM pyqueue.complete_batch(%s, %s)"
 
 
-def _pyqueue_round(conn: psycopg.Connection[Any], jobs: int, batch: int) -> float:
+def _pyqueue_round(
+    conn: psycopg.Connection[Any], jobs: int, batch: int, queue: str = QUEUE
+) -> float:
     done = 0
     start = time.perf_counter()
     while done < jobs:
-        claimed = conn.execute(PYQUEUE_CLAIM, [[QUEUE], min(batch, jobs - done)]).fetchall()
+        claimed = conn.execute(PYQUEUE_CLAIM, [[queue], min(batch, jobs - done)]).fetchall()
         if not claimed:
             raise RuntimeError("pyqueue backlog ran dry: the fill put too few jobs due")
         row = conn.execute(
@@ -76,14 +86,24 @@ def _raw_round(conn: psycopg.Connection[Any], jobs: int, batch: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def _fill(db: BenchDatabase, total: int, config: Config) -> float:
-    """Empty both queues and fill each to `total` jobs; return the seconds it took."""
+def _fill(db: BenchDatabase, total: int, config: Config, limited: bool = False) -> float:
+    """Empty both queues and fill each to `total` jobs; return the seconds it took.
+
+    `limited` also fills the concurrency-limited queue with as many due jobs.
+    """
     db.reset()
     fill = {"due": config.backlog_due, "total": total, "queue": QUEUE}
     started = time.perf_counter()
     with db.connect() as conn:
         conn.execute(PYQUEUE_FILL, fill)
         conn.execute(RAW_FILL, fill)
+        if limited:
+            due = config.backlog_due
+            conn.execute(PYQUEUE_FILL, {"due": due, "total": due, "queue": LIMITED})
+            conn.execute(
+                "SELECT pyqueue.configure_queue(%s, concurrency => %s)",
+                [LIMITED, LIMIT_IN_BATCHES * config.batch_size],
+            )
         db.settle(conn)
     return time.perf_counter() - started
 
@@ -96,6 +116,9 @@ def _round(conn: psycopg.Connection[Any], side: str, config: Config) -> float:
     if side == "pyqueue":
         rate = _pyqueue_round(conn, jobs, config.batch_size)
         conn.execute(PYQUEUE_FILL, refill)
+    elif side == "limited":
+        rate = _pyqueue_round(conn, jobs, config.batch_size, LIMITED)
+        conn.execute(PYQUEUE_FILL, {**refill, "queue": LIMITED})
     else:
         rate = _raw_round(conn, jobs, config.batch_size)
         conn.execute(RAW_FILL, refill)
@@ -111,7 +134,7 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
     rates: dict[tuple[str, str], list[float]] = {}
     with db.sibling("_large") as large_db:
         fill_seconds = {
-            "small": _fill(db, config.backlog_small, config),
+            "small": _fill(db, config.backlog_small, config, limited=True),
             "large": _fill(large_db, config.backlog_large, config),
         }
         with db.connect() as small_conn, large_db.connect() as large_conn:
@@ -119,12 +142,13 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
             for n in range(config.backlog_rounds):
                 sides = ["pyqueue", "raw"] if (n // 2) % 2 == 0 else ["raw", "pyqueue"]
                 for size, conn in sizes if n % 2 == 0 else reversed(sizes):
-                    for side in sides:
+                    for side in sides + ["limited"] * (size == "small"):
                         rates.setdefault((size, side), []).append(_round(conn, side, config))
     db.reset()
     # Harmonic means: the rate over all rounds' jobs and time together.
     small = {side: statistics.harmonic_mean(rates[("small", side)]) for side in ("pyqueue", "raw")}
     large = {side: statistics.harmonic_mean(rates[("large", side)]) for side in ("pyqueue", "raw")}
+    limited = statistics.harmonic_mean(rates[("small", "limited")])
     small_label = f"{config.backlog_small:,}"
     large_label = f"{config.backlog_large:,}"
     rows = [
@@ -143,6 +167,14 @@ def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
             large["pyqueue"] / small["pyqueue"],
             large["raw"] / small["raw"],
             Target("value", at_least=0.8),
+        ),
+        Row(
+            f"4. claim+complete, {small_label} queued, concurrency limit",
+            "jobs/s",
+            limited,
+            small["raw"],
+            note=f"queue with concurrency => {LIMIT_IN_BATCHES * config.batch_size} (never "
+            f"binding); unlimited: {small['pyqueue']:,.0f} jobs/s",
         ),
     ]
     details = {

@@ -79,11 +79,22 @@ class AsyncQueue(AsyncOperations):
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: AsyncConn | None = None,
     ) -> int:
         """Add a job; return its id (see Queue.enqueue)."""
         call = calls.enqueue(
-            queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
+            queue,
+            payload,
+            run_at,
+            delay,
+            priority,
+            max_attempts,
+            idempotency_key,
+            timeout,
+            unique_mode,
+            unique_period,
         )
         async with await self._connection(conn) as c:
             row = await (await c.execute(*call)).fetchone()
@@ -101,11 +112,22 @@ class AsyncQueue(AsyncOperations):
         max_attempts: int | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: AsyncConn | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
         call = calls.enqueue_many(
-            queue, payloads, run_at, delay, priority, max_attempts, idempotency_keys, timeout
+            queue,
+            payloads,
+            run_at,
+            delay,
+            priority,
+            max_attempts,
+            idempotency_keys,
+            timeout,
+            unique_mode,
+            unique_period,
         )
         async with await self._connection(conn) as c:
             rows = await (await c.execute(*call)).fetchall()

@@ -42,6 +42,11 @@ class AsyncOperations:
         timeout: timedelta | None = None,
         dead_retention: timedelta | None = None,
         max_result_bytes: int | None = None,
+        concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
     ) -> None:
         """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
         await self._one(
@@ -55,8 +60,22 @@ class AsyncOperations:
                 timeout,
                 dead_retention,
                 max_result_bytes,
+                concurrency,
+                rate_limit,
+                rate_period,
+                unique_mode,
+                unique_period,
             )
         )
+
+    async def pause_queue(self, queue: str) -> datetime:
+        """Stop claims of a queue (jobs are still accepted); return since when."""
+        since: datetime = await self._one(calls.pause_queue(queue))
+        return since
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Let claims take a paused queue's jobs again; False if it was not paused."""
+        return bool(await self._one(calls.resume_queue(queue)))
 
     async def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
         """One maintenance pass now (see `pyqueue.maintain`); returns what it did."""

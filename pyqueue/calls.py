@@ -31,6 +31,8 @@ def enqueue(
     max_attempts: int | None,
     idempotency_key: str | None,
     timeout: timedelta | None,
+    unique_mode: str | None = None,
+    unique_period: timedelta | None = None,
 ) -> Call:
     """Add one job. Returns one row: (id,)."""
     check_queue_text(queue)
@@ -42,6 +44,8 @@ def enqueue(
         and max_attempts is None
         and idempotency_key is None
         and timeout is None
+        and unique_mode is None
+        and unique_period is None
     ):
         # The everyday call, a queue and a payload: a constant query, built
         # by nobody, so that the client's share of an enqueue stays small.
@@ -52,6 +56,8 @@ def enqueue(
         "max_attempts": sql_int("max_attempts", max_attempts),
         "idempotency_key": idempotency_key,
         "timeout": timeout,
+        "unique_mode": unique_mode,
+        "unique_period": unique_period,
     }
     # Only the options given are sent, by name, so that SQL's defaults apply.
     given = {name: value for name, value in options.items() if value is not None}
@@ -69,6 +75,8 @@ def enqueue_many(
     max_attempts: int | None,
     idempotency_keys: Sequence[str | None] | None,
     timeout: timedelta | None,
+    unique_mode: str | None = None,
+    unique_period: timedelta | None = None,
 ) -> Call:
     """Add one job per payload. Returns one row per job, in order: (id,)."""
     try:
@@ -91,6 +99,8 @@ def enqueue_many(
             sql_int("max_attempts", max_attempts),
             keys,
             timeout,
+            unique_mode,
+            unique_period,
         ],
     )
 
@@ -131,6 +141,11 @@ def configure_queue(
     timeout: timedelta | None,
     dead_retention: timedelta | None,
     max_result_bytes: int | None,
+    concurrency: int | None,
+    rate_limit: int | None,
+    rate_period: timedelta | None,
+    unique_mode: str | None,
+    unique_period: timedelta | None,
 ) -> Call:
     """Set a queue's defaults. Returns one row: the settings."""
     return Call(
@@ -145,8 +160,23 @@ def configure_queue(
             timeout,
             dead_retention,
             sql_int("max_result_bytes", max_result_bytes),
+            sql_int("concurrency", concurrency),
+            sql_int("rate_limit", rate_limit),
+            rate_period,
+            unique_mode,
+            unique_period,
         ],
     )
+
+
+def pause_queue(queue: str) -> Call:
+    """Stop claims of a queue. Returns one row: (paused since,)."""
+    return Call(queries.PAUSE_QUEUE, [queue])
+
+
+def resume_queue(queue: str) -> Call:
+    """Let claims take a paused queue's jobs again. Returns one row: (whether it was paused,)."""
+    return Call(queries.RESUME_QUEUE, [queue])
 
 
 def maintain(max_rows: int) -> Call:

@@ -72,16 +72,29 @@ class Queue(Operations):
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> int:
-        """Add a job; return its id (the existing job's, for a known idempotency key).
+        """Add a job; return its id (the existing job's, for a held idempotency key).
 
         The payload is JSON: dicts, lists and scalars, or a dataclass, TypedDict
         or pydantic model (stored as a JSON object). timeout bounds each run
-        (None: the queue's); a run past it fails.
+        (None: the queue's); a run past it fails. unique_mode says how long a
+        job holds its key (None: the queue's; see the README's "Flow control");
+        unique_period is throttle's and debounce's.
         """
         call = calls.enqueue(
-            queue, payload, run_at, delay, priority, max_attempts, idempotency_key, timeout
+            queue,
+            payload,
+            run_at,
+            delay,
+            priority,
+            max_attempts,
+            idempotency_key,
+            timeout,
+            unique_mode,
+            unique_period,
         )
         with self._connection(conn, "enqueue") as c:
             row = c.execute(*call).fetchone()
@@ -99,11 +112,22 @@ class Queue(Operations):
         max_attempts: int | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
         timeout: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[int]:
         """Add one job per payload in one statement; return their ids in order."""
         call = calls.enqueue_many(
-            queue, payloads, run_at, delay, priority, max_attempts, idempotency_keys, timeout
+            queue,
+            payloads,
+            run_at,
+            delay,
+            priority,
+            max_attempts,
+            idempotency_keys,
+            timeout,
+            unique_mode,
+            unique_period,
         )
         with self._connection(conn, "enqueue_many") as c:
             rows = c.execute(*call).fetchall()

@@ -49,8 +49,18 @@ class Operations:
         timeout: timedelta | None = None,
         dead_retention: timedelta | None = None,
         max_result_bytes: int | None = None,
+        concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | None = None,
+        unique_mode: str | None = None,
+        unique_period: timedelta | None = None,
     ) -> None:
-        """Set a queue's defaults ('*' for every queue without its own); None keeps one."""
+        """Set a queue's defaults ('*' for every queue without its own); None keeps one.
+
+        concurrency, rate_limit and rate_period are fleet-wide limits of one
+        queue (0 removes a limit); unique_mode and unique_period are the
+        queue's defaults for enqueue. See the README's "Flow control".
+        """
         self._one(
             calls.configure_queue(
                 queue,
@@ -62,9 +72,23 @@ class Operations:
                 timeout,
                 dead_retention,
                 max_result_bytes,
+                concurrency,
+                rate_limit,
+                rate_period,
+                unique_mode,
+                unique_period,
             ),
             "configure_queue",
         )
+
+    def pause_queue(self, queue: str) -> datetime:
+        """Stop claims of a queue (jobs are still accepted); return since when."""
+        since: datetime = self._one(calls.pause_queue(queue), "pause_queue")
+        return since
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let claims take a paused queue's jobs again; False if it was not paused."""
+        return bool(self._one(calls.resume_queue(queue), "resume_queue"))
 
     def maintain(self, *, max_rows: int = 10000) -> dict[str, Any]:
         """One maintenance pass now (see `pyqueue.maintain`); returns what it did."""

@@ -46,19 +46,21 @@ def enqueue_with_options(names: Iterable[str]) -> str:
     """ENQUEUE taking, after queue and payload, these options by name in this order.
 
     The names are enqueue's arguments (run_at, delay, priority, max_attempts,
-    idempotency_key, timeout). Only the options a caller gives are sent, so the SQL
-    function's defaults apply to the others.
+    idempotency_key, timeout, unique_mode, unique_period). Only the options a
+    caller gives are sent, so the SQL function's defaults apply to the others.
     """
     return _ENQUEUE_CALL.format("".join(f", {name} => %s" for name in names))
 
 
 # Add one job per payload in one statement: (queue, payloads as JSON text[],
-# run_at, delay, priority, max_attempts, idempotency_keys text[], timeout).
-# Returns one row per job, in the payloads' order: (id bigint,).
+# run_at, delay, priority, max_attempts, idempotency_keys text[], timeout,
+# unique_mode, unique_period). Returns one row per job, in the payloads' order:
+# (id bigint,).
 ENQUEUE_BATCH = (
     "SELECT * FROM pyqueue.enqueue_batch(%s, %b::text[]::jsonb[],"
     " run_at => %s, delay => %s, priority => %s, max_attempts => %s,"
-    " idempotency_keys => %b::text[], timeout => %s)"
+    " idempotency_keys => %b::text[], timeout => %s, unique_mode => %s,"
+    " unique_period => %s)"
 )
 
 # --- Reading jobs -----------------------------------------------------------------
@@ -105,9 +107,19 @@ PURGE = "SELECT pyqueue.purge(%s, %s)"
 
 # A queue's defaults ('*': every queue's): (queue, max_attempts, backoff_base,
 # backoff_max, retention, max_payload_bytes, timeout, dead_retention,
-# max_result_bytes), NULL keeping one as it is. Returns one row: the effective
+# max_result_bytes, concurrency, rate_limit, rate_period, unique_mode,
+# unique_period), NULL keeping one as it is. Returns one row: the effective
 # settings.
-CONFIGURE_QUEUE = "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+CONFIGURE_QUEUE = (
+    "SELECT pyqueue.configure_queue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+# Stop claims of a queue: (queue,). Returns one row: (paused since,).
+PAUSE_QUEUE = "SELECT pyqueue.pause_queue(%s)"
+
+# Let claims take a paused queue's jobs again: (queue,). Returns one row: (true,
+# or false when it was not paused,).
+RESUME_QUEUE = "SELECT pyqueue.resume_queue(%s)"
 
 # Create or replace a cron schedule: (name, cron, queue, payload as JSON text,
 # tz, priority, max_attempts). Returns one row: (the next tick,).
@@ -133,6 +145,11 @@ CLAIM = (
     "SELECT id, queue, payload, attempt, max_attempts, lease_token, locked_until"
     " FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
 )
+
+# After a claim that found nothing: (queues text[],). Returns one row: (how long
+# to wait before claiming again, or NULL to wait for a NOTIFY as usual,); see
+# sql/22_flow.sql.
+CLAIM_WAIT = "SELECT pyqueue.claim_wait(%b::text[])"
 
 # Store results: (job ids bigint[], lease tokens uuid[], results as JSON text[]
 # or NULL for no result at all). Returns one row per job stored: (id,); a job

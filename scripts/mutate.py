@@ -37,6 +37,8 @@ SQL_DIR = REPO / "sql"
 TEST_FILES = [
     "tests/test_sql_api.py",
     "tests/test_bad_input.py::test_through_sql",
+    "tests/test_flow_sql.py",
+    "tests/test_unique_modes.py",
     "tests/test_timeouts_sql.py",
     "tests/test_maintenance_sql.py",
     "tests/test_schedules_sql.py",
@@ -73,10 +75,42 @@ class Mutation:
 MUTATIONS = [
     # ---------------------------------------------------------------- enqueue
     Mutation(
-        "enqueue-key-across-queues", "enqueue", "10_enqueue.sql",
-        "WHERE queue = enqueue.queue AND idempotency_key = enqueue.idempotency_key;",
-        "WHERE idempotency_key = enqueue.idempotency_key;",
+        "enqueue-key-across-queues", "_enqueue_keyed", "12_unique.sql",
+        "WHERE j.queue = _enqueue_keyed.queue AND j.idempotency_key",
+        "WHERE j.idempotency_key",
         "enqueue looks a held idempotency key up in every queue, not its own",
+    ),
+    # ------------------------------------------------------- uniqueness modes
+    Mutation(
+        "unique-active-as-pending", "_key_holds", "12_unique.sql",
+        "WHEN 'active' THEN status IN ('pending', 'running')",
+        "WHEN 'active' THEN status = 'pending'",
+        "unique_mode active frees the key once the job started, not once it finished",
+    ),
+    Mutation(
+        "unique-debounce-keeps-start", "_enqueue_keyed", "12_unique.sql",
+        "SET payload = _enqueue_keyed.payload, run_at = start",
+        "SET payload = _enqueue_keyed.payload",
+        "debounce replaces the payload but does not push the start",
+    ),
+    # ------------------------------------------------------------ flow control
+    Mutation(
+        "flow-concurrency-ignores-running", "_flow_allowances", "22_flow.sql",
+        "greatest(0, q.concurrency - (",
+        "greatest(0, q.concurrency + 0 * (",
+        "the concurrency limit does not count the jobs already running",
+    ),
+    Mutation(
+        "flow-pause-ignored", "_flow_allowances", "22_flow.sql",
+        "IF q.paused_at IS NOT NULL THEN\n            allow := 0;",
+        "IF false THEN\n            allow := 0;",
+        "a paused queue is claimed",
+    ),
+    Mutation(
+        "flow-ledger-not-written", "_flow_allowances", "22_flow.sql",
+        "ON CONFLICT (queue) DO UPDATE SET claimed_at = now()",
+        "ON CONFLICT (queue) DO NOTHING",
+        "the claim neither writes the queue's ledger row nor reads its starts",
     ),
     Mutation(
         "enqueue-delay-ignored", "enqueue", "10_enqueue.sql",

@@ -32,7 +32,20 @@ CREATE TABLE pyqueue.queues (
     -- How long a dead letter is kept, from its death, before maintain() deletes it.
     dead_retention interval CHECK (dead_retention >= interval '0'),
     -- Largest result complete() stores, in bytes of its stored jsonb form.
-    max_result_bytes integer CHECK (max_result_bytes BETWEEN 1 AND 268435456)
+    max_result_bytes integer CHECK (max_result_bytes BETWEEN 1 AND 268435456),
+    -- Flow control (sql/22_flow.sql), per queue only (never on '*'): at most
+    -- `concurrency` jobs running at once, at most `rate_limit` starts in any
+    -- window of `rate_period`, and no claims at all while paused_at is set.
+    concurrency  integer CHECK (concurrency BETWEEN 1 AND 100000),
+    rate_limit   integer CHECK (rate_limit BETWEEN 1 AND 10000),
+    rate_period  interval CHECK (rate_period > interval '0'),
+    paused_at    timestamptz,
+    -- How enqueue treats an idempotency key the queue holds (sql/12_unique.sql),
+    -- when the call names no mode; NULL takes the defaults row's.
+    unique_mode  text CHECK (unique_mode IN ('until_purged', 'pending', 'active',
+                                             'throttle', 'debounce')),
+    unique_period interval CHECK (unique_period > interval '0'),
+    CHECK ((rate_limit IS NULL) = (rate_period IS NULL))
 );
 
 -- The built-in defaults (DESIGN.md): 3 attempts in all, backoff from 1 s up to
@@ -80,6 +93,9 @@ CREATE TABLE pyqueue.jobs (
     -- The longest a run may take, fixed at enqueue from the job's option or its
     -- queue's (NULL: no limit). Past started_at + timeout nobody holds the job.
     timeout          interval,
+    -- Set when an enqueue in another uniqueness mode took this job's key for a
+    -- new job: the key stays on the row, for people, but no longer holds.
+    key_released_at  timestamptz,
     CHECK (attempt BETWEEN 0 AND max_attempts),
     CHECK ((status = 'running') = (lease_token IS NOT NULL))
 ) WITH (
@@ -106,10 +122,11 @@ CREATE INDEX jobs_claim_idx ON pyqueue.jobs (queue, priority, run_at, id)
 CREATE INDEX jobs_lease_idx ON pyqueue.jobs (locked_until)
     WHERE status = 'running';
 
--- One job per idempotency key and queue, enforced by the database so that
--- concurrent enqueues cannot both insert.
+-- One job holds each idempotency key of a queue, enforced by the database so
+-- that concurrent enqueues cannot both insert. A job whose key was released
+-- (key_released_at) no longer holds it.
 CREATE UNIQUE INDEX jobs_idempotency_idx ON pyqueue.jobs (queue, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
+    WHERE idempotency_key IS NOT NULL AND key_released_at IS NULL;
 
 -- Purge and the per-minute throughput view read finished jobs by time.
 CREATE INDEX jobs_finished_idx ON pyqueue.jobs (finished_at)
@@ -187,6 +204,15 @@ CREATE TABLE pyqueue.schedule_runs (
     job_id    bigint,  -- set in the transaction that inserts the row
     fired_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (schedule, tick)
+);
+
+-- The ledger of a queue with flow limits: its row is the lock that claims of
+-- the queue take in turn, and starts holds the start times of its jobs within
+-- the last rate_period (at most rate_limit of them).
+CREATE TABLE pyqueue.queue_flow (
+    queue      text PRIMARY KEY,
+    starts     timestamptz[] NOT NULL DEFAULT '{}',
+    claimed_at timestamptz
 );
 
 -- When maintain() last ran, and what it did: one row.

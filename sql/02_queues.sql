@@ -23,7 +23,11 @@ BEGIN
            coalesce(q.updated_at, d.updated_at),
            coalesce(q.timeout, d.timeout),
            coalesce(q.dead_retention, d.dead_retention),
-           coalesce(q.max_result_bytes, d.max_result_bytes)
+           coalesce(q.max_result_bytes, d.max_result_bytes),
+           -- Flow limits belong to one queue: the defaults row holds none.
+           q.concurrency, q.rate_limit, q.rate_period, q.paused_at,
+           coalesce(q.unique_mode, d.unique_mode),
+           coalesce(q.unique_period, d.unique_period)
     INTO settings
     FROM queues d
     LEFT JOIN queues q ON q.name = queue_settings.queue
@@ -33,13 +37,19 @@ END;
 $$;
 
 -- configure_queue(queue, max_attempts, backoff_base, backoff_max, retention,
---                 max_payload_bytes, timeout, dead_retention, max_result_bytes)
+--                 max_payload_bytes, timeout, dead_retention, max_result_bytes,
+--                 concurrency, rate_limit, rate_period, unique_mode, unique_period)
 --   -> pyqueue.queues (the effective settings afterwards)
 -- Sets the defaults of one queue; '*' sets those of every queue without its own.
 -- A NULL argument leaves that setting as it is. Jobs already enqueued keep the
 -- max_attempts and timeout they were given. retention: how long finished jobs
 -- are kept; dead_retention: how long dead letters are kept; maintain() deletes
 -- them after. max_result_bytes: the largest result complete() stores.
+-- Flow control (sql/22_flow.sql), for a named queue only: concurrency caps the
+-- jobs running at once across all workers; rate_limit and rate_period cap the
+-- starts in any window of rate_period (given together the first time). 0 for
+-- concurrency or rate_limit removes that limit. unique_mode and unique_period
+-- are the queue's defaults for enqueue's (sql/12_unique.sql).
 CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     queue        text,
     max_attempts integer  DEFAULT NULL,
@@ -49,7 +59,12 @@ CREATE OR REPLACE FUNCTION pyqueue.configure_queue(
     max_payload_bytes integer DEFAULT NULL,
     timeout      interval DEFAULT NULL,
     dead_retention interval DEFAULT NULL,
-    max_result_bytes integer DEFAULT NULL
+    max_result_bytes integer DEFAULT NULL,
+    concurrency  integer  DEFAULT NULL,
+    rate_limit   integer  DEFAULT NULL,
+    rate_period  interval DEFAULT NULL,
+    unique_mode  text     DEFAULT NULL,
+    unique_period interval DEFAULT NULL
 ) RETURNS pyqueue.queues
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -69,6 +84,9 @@ BEGIN
     PERFORM _check_interval('timeout', configure_queue.timeout);
     PERFORM _check_interval('dead_retention', configure_queue.dead_retention, allow_zero => true);
     PERFORM _check_range('max_result_bytes', configure_queue.max_result_bytes, 1, 268435456);
+    PERFORM _check_flow_settings(configure_queue.queue, configure_queue.concurrency,
+                                 configure_queue.rate_limit, configure_queue.rate_period,
+                                 configure_queue.unique_mode, configure_queue.unique_period);
 
     INSERT INTO queues AS q (name, max_attempts, backoff_base, backoff_max, retention,
                              max_payload_bytes, timeout, dead_retention, max_result_bytes)
@@ -86,6 +104,9 @@ BEGIN
         dead_retention = coalesce(excluded.dead_retention, q.dead_retention),
         max_result_bytes = coalesce(excluded.max_result_bytes, q.max_result_bytes),
         updated_at   = now();
+    PERFORM _configure_flow(configure_queue.queue, configure_queue.concurrency,
+                            configure_queue.rate_limit, configure_queue.rate_period,
+                            configure_queue.unique_mode, configure_queue.unique_period);
 
     RETURN queue_settings(configure_queue.queue);
 END;

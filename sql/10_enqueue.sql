@@ -97,12 +97,15 @@ END;
 $$;
 
 -- enqueue(queue, payload, run_at, delay, priority, max_attempts,
---         idempotency_key, backoff_base, backoff_max, timeout) -> bigint (the job id)
+--         idempotency_key, backoff_base, backoff_max, timeout,
+--         unique_mode, unique_period) -> bigint (the job id)
 -- Adds one pending job, due at run_at, or after delay, or now. Higher priority
 -- runs first. max_attempts counts every run, the first included (NULL: the
 -- queue's). With an idempotency_key that the queue already holds, nothing is
 -- added and the existing job's id is returned; this is race-free under
--- concurrent enqueues. A key stays taken until its job is purged or dead-lettered.
+-- concurrent enqueues. How long a job holds its key is the unique_mode's
+-- (sql/12_unique.sql; NULL: the queue's, by default until_purged: until the job
+-- is purged or dead-lettered); unique_period is throttle's and debounce's period.
 -- timeout bounds each run (NULL: the queue's); a run past it fails as timed out.
 -- A role restricted by queue grants (sql/03_permissions.sql) needs 'enqueue'
 -- on the queue, and 'read' too to give a key (42501 otherwise).
@@ -116,7 +119,9 @@ CREATE OR REPLACE FUNCTION pyqueue.enqueue(
     idempotency_key text        DEFAULT NULL,
     backoff_base    interval    DEFAULT NULL,
     backoff_max     interval    DEFAULT NULL,
-    timeout         interval    DEFAULT NULL
+    timeout         interval    DEFAULT NULL,
+    unique_mode     text        DEFAULT NULL,
+    unique_period   interval    DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -137,8 +142,9 @@ BEGIN
     IF _is_queue_name(enqueue.queue) IS NOT TRUE OR enqueue.priority IS DISTINCT FROM 0
        OR num_nonnulls(enqueue.run_at, enqueue.delay, enqueue.max_attempts,
                        enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max,
-                       enqueue.timeout) > 0 THEN
+                       enqueue.timeout, enqueue.unique_mode, enqueue.unique_period) > 0 THEN
         PERFORM _check_key('idempotency_key', enqueue.idempotency_key);
+        PERFORM _check_unique_options(enqueue.unique_mode, enqueue.unique_period);
         PERFORM _check_job_options(enqueue.queue, enqueue.run_at, enqueue.delay,
                                    enqueue.priority, enqueue.max_attempts,
                                    enqueue.backoff_base, enqueue.backoff_max, enqueue.timeout);
@@ -174,44 +180,21 @@ BEGIN
 
     -- A held key answers with its job's id: only for those who may read the queue.
     PERFORM _authorize(enqueue.queue, 'read');
-    LOOP
-        -- The same insert, skipping a key that the queue already holds.
-        INSERT INTO jobs (queue, payload, run_at, priority, max_attempts,
-                          idempotency_key, backoff_base, backoff_max, timeout)
-        SELECT enqueue.queue, enqueue.payload,
-               coalesce(enqueue.run_at, now() + enqueue.delay, now()), enqueue.priority,
-               coalesce(enqueue.max_attempts, q.max_attempts, d.max_attempts),
-               enqueue.idempotency_key, enqueue.backoff_base, enqueue.backoff_max,
-               coalesce(enqueue.timeout, q.timeout, d.timeout)
-        FROM queues d
-        LEFT JOIN queues q ON q.name = enqueue.queue
-        WHERE d.name = '*'
-          AND pg_column_size(enqueue.payload) <= coalesce(q.max_payload_bytes, d.max_payload_bytes)
-        ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id, pg_notify('pyqueue_jobs', enqueue.queue)::text INTO job_id, notified;
-        IF job_id IS NOT NULL THEN
-            RETURN job_id;
-        END IF;
-
-        -- Nothing inserted: the payload was refused (this raises, naming why),
-        -- or the key is held by a job whose id we return.
-        PERFORM _refuse_payload(enqueue.queue, enqueue.payload);
-        SELECT id INTO job_id FROM jobs
-        WHERE queue = enqueue.queue AND idempotency_key = enqueue.idempotency_key;
-        IF job_id IS NOT NULL THEN
-            RETURN job_id;
-        END IF;
-    END LOOP;
+    RETURN _enqueue_keyed(enqueue.queue, enqueue.payload, enqueue.run_at, enqueue.delay,
+                          enqueue.priority, enqueue.max_attempts, enqueue.idempotency_key,
+                          enqueue.backoff_base, enqueue.backoff_max, enqueue.timeout,
+                          enqueue.unique_mode, enqueue.unique_period);
 END;
 $$;
 
 -- enqueue_batch(queue, payloads, run_at, delay, priority, max_attempts,
---               idempotency_keys, backoff_base, backoff_max, timeout) -> SETOF bigint
+--               idempotency_keys, backoff_base, backoff_max, timeout,
+--               unique_mode, unique_period) -> SETOF bigint
 -- Adds one job per element of payloads, all with the same options, in one
 -- statement. idempotency_keys, when given, is as long as payloads (NULL
 -- elements: no key). Returns the job ids in the order of payloads; a key the
--- queue already holds (or that repeats within the batch) yields the existing id.
--- Permissions as for enqueue.
+-- queue already holds (or that repeats within the batch) yields the existing id;
+-- unique_mode and unique_period act as in enqueue. Permissions as for enqueue.
 CREATE OR REPLACE FUNCTION pyqueue.enqueue_batch(
     queue            text,
     payloads         jsonb[],
@@ -222,7 +205,9 @@ CREATE OR REPLACE FUNCTION pyqueue.enqueue_batch(
     idempotency_keys text[]      DEFAULT NULL,
     backoff_base     interval    DEFAULT NULL,
     backoff_max      interval    DEFAULT NULL,
-    timeout          interval    DEFAULT NULL
+    timeout          interval    DEFAULT NULL,
+    unique_mode      text        DEFAULT NULL,
+    unique_period    interval    DEFAULT NULL
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -258,6 +243,7 @@ BEGIN
                                enqueue_batch.priority, enqueue_batch.max_attempts,
                                enqueue_batch.backoff_base, enqueue_batch.backoff_max,
                                enqueue_batch.timeout);
+    PERFORM _check_unique_options(enqueue_batch.unique_mode, enqueue_batch.unique_period);
     settings := queue_settings(enqueue_batch.queue);
     -- Find the first bad payload in one pass, then let the check name it.
     PERFORM _check_payload(format('payloads[%s]', p.ord), p.payload, settings.max_payload_bytes)
@@ -265,6 +251,20 @@ BEGIN
     WHERE p.payload IS NULL OR pg_column_size(p.payload) > settings.max_payload_bytes
     LIMIT 1;
     IF coalesce(cardinality(payloads), 0) = 0 THEN
+        RETURN;
+    END IF;
+
+    IF idempotency_keys IS NOT NULL THEN
+        -- A held key answers with its job's id: only for those who may read the queue.
+        PERFORM _authorize(enqueue_batch.queue, 'read');
+    END IF;
+    IF idempotency_keys IS NOT NULL
+       AND coalesce(enqueue_batch.unique_mode, settings.unique_mode, 'until_purged') <> 'until_purged' THEN
+        RETURN QUERY SELECT _enqueue_batch_keyed(
+            enqueue_batch.queue, payloads, enqueue_batch.run_at, enqueue_batch.delay,
+            enqueue_batch.priority, enqueue_batch.max_attempts, idempotency_keys,
+            enqueue_batch.backoff_base, enqueue_batch.backoff_max, enqueue_batch.timeout,
+            enqueue_batch.unique_mode, enqueue_batch.unique_period);
         RETURN;
     END IF;
 
@@ -288,8 +288,6 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A held key answers with its job's id: only for those who may read the queue.
-    PERFORM _authorize(enqueue_batch.queue, 'read');
     -- Keys already held are skipped by the insert and looked up in the next
     -- statement, whose snapshot sees rows that concurrent enqueues committed
     -- while the insert waited on them.
@@ -306,7 +304,9 @@ BEGIN
     -- Keys in one order for every batch: two batches holding the same keys in
     -- different orders would otherwise each wait for the other's key (deadlock).
     ORDER BY idempotency_keys[p.ord]
-    ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    ON CONFLICT (queue, idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND key_released_at IS NULL
+        DO NOTHING;
     PERFORM pg_notify('pyqueue_jobs', enqueue_batch.queue);
 
     resolved := ARRAY(
@@ -316,6 +316,7 @@ BEGIN
         LEFT JOIN jobs held ON x.key IS NOT NULL
                            AND held.queue = enqueue_batch.queue
                            AND held.idempotency_key = x.key
+                           AND held.key_released_at IS NULL
         ORDER BY x.ord
     );
     IF array_position(resolved, NULL) IS NOT NULL THEN

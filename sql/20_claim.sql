@@ -12,6 +12,9 @@
 -- transaction-level advisory lock runs recover_expired() before claiming, and
 -- claimers that find it taken skip it. So a dead worker's jobs are pending again
 -- within their lease plus one claim interval, with no janitor to deploy.
+--
+-- Queues with a concurrency or rate limit, or paused, give at most what
+-- sql/22_flow.sql allows; claims of such a queue run one at a time.
 CREATE OR REPLACE FUNCTION pyqueue.claim_batch(
     queues     text[],
     worker     text,
@@ -43,6 +46,9 @@ DECLARE
     -- id it names this claim of that job, as a token per job would, for one
     -- random draw a claim instead of one a job.
     claim_token uuid := gen_random_uuid();
+    -- Per element of queues, the most this claim may take of it (sql/22_flow.sql);
+    -- NULL when none of the queues is limited or paused.
+    allowed     integer[];
 BEGIN
     PERFORM _authorize_queues(queues, 'work');
     IF coalesce(cardinality(queues), 0) = 0 THEN
@@ -68,6 +74,14 @@ BEGIN
         PERFORM recover_expired();
     END IF;
 
+    -- Flow control: one primary-key probe when no queue is limited.
+    IF EXISTS (SELECT FROM queues f
+               WHERE f.name = ANY (claim_batch.queues)
+                 AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL
+                      OR f.paused_at IS NOT NULL)) THEN
+        allowed := _flow_allowances(claim_batch.queues, claim_batch.batch_size);
+    END IF;
+
     -- The jobs to claim, locked; then the update, by primary key. Two
     -- statements, not one: as one, the generic plan joins the picked jobs to
     -- the table by hash, reading all of it.
@@ -75,7 +89,7 @@ BEGIN
         -- Per queue, merged and cut to batch_size: a single ORDER BY over
         -- queue = ANY(...) would sort every due job of all the queues.
         SELECT c.id
-        FROM unnest(queues) AS q(name)
+        FROM unnest(queues) WITH ORDINALITY AS q(name, ord)
         CROSS JOIN LATERAL (
             -- The distinct priorities of the queue's pending jobs, highest
             -- first, one backward index probe each (a "skip scan"). Then per priority,
@@ -105,10 +119,10 @@ BEGIN
                   AND j.priority = p.priority
                   AND j.run_at <= now()
                 ORDER BY j.run_at, j.id
-                LIMIT claim_batch.batch_size
+                LIMIT coalesce(allowed[q.ord], claim_batch.batch_size)
                 FOR UPDATE SKIP LOCKED
             ) AS due
-            LIMIT claim_batch.batch_size
+            LIMIT coalesce(allowed[q.ord], claim_batch.batch_size)
         ) AS c
         ORDER BY c.priority DESC, c.run_at, c.id
         LIMIT claim_batch.batch_size
@@ -135,6 +149,9 @@ BEGIN
     SELECT c.id, c.queue, c.payload, c.attempt, c.max_attempts, c.lease_token, c.locked_until
     FROM claimed c
     ORDER BY c.priority DESC, c.run_at, c.id;
+    IF allowed IS NOT NULL THEN
+        PERFORM _flow_record(claim_batch.queues, picked);
+    END IF;
 END;
 $$;
 

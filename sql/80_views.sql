@@ -3,7 +3,8 @@
 
 -- queue_stats: one row per queue: jobs by status, how many pending jobs are due
 -- now, how many of those are retries (an error is set), and how long the oldest
--- due job has waited. dead counts dead letters not yet replayed.
+-- due job has waited. dead counts dead letters not yet replayed. paused: the
+-- queue is paused (pause_queue); a paused queue with no jobs has a row too.
 CREATE OR REPLACE VIEW pyqueue.queue_stats AS
 SELECT queue,
        count(*) FILTER (WHERE status = 'pending')                         AS pending,
@@ -14,11 +15,15 @@ SELECT queue,
        count(*) FILTER (WHERE status = 'cancelled')                       AS cancelled,
        count(*) FILTER (WHERE status = 'dead')                            AS dead,
        date_trunc('second', now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))
-                                                                          AS oldest_due_age
+                                                                          AS oldest_due_age,
+       EXISTS (SELECT FROM pyqueue.queues p
+               WHERE p.name = j.queue AND p.paused_at IS NOT NULL)        AS paused
 FROM (
     SELECT queue, status, run_at, error FROM pyqueue.jobs
     UNION ALL
     SELECT queue, 'dead', NULL, error FROM pyqueue.dead_jobs WHERE retried_as IS NULL
+    UNION ALL
+    SELECT name, NULL, NULL, NULL FROM pyqueue.queues WHERE paused_at IS NOT NULL
 ) AS j
 GROUP BY queue
 ORDER BY queue;

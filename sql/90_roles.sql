@@ -8,7 +8,8 @@
 --                     maintain
 --   pyqueue_monitor   read the monitoring views
 --   pyqueue_operator  for people and the dashboard: the monitor's views, reading
---                     jobs, cancel, retry_dead and configure_queue
+--                     jobs, cancel, retry_dead, pause_queue, resume_queue and
+--                     configure_queue
 --
 -- Which queues a login may act on is a second question, answered by its queue
 -- grants (sql/03_permissions.sql). purge, schedule, unschedule, grant_queues
@@ -43,9 +44,9 @@ TO pyqueue_producer, pyqueue_worker, pyqueue_monitor, pyqueue_operator;
 
 GRANT EXECUTE ON FUNCTION
     pyqueue.enqueue(text, jsonb, timestamptz, interval, integer, integer, text, interval, interval,
-                    interval),
+                    interval, text, interval),
     pyqueue.enqueue_batch(text, jsonb[], timestamptz, interval, integer, integer, text[], interval,
-                          interval, interval),
+                          interval, interval, text, interval),
     pyqueue.get_job(bigint),
     pyqueue.list_jobs(text, text, integer, bigint),
     pyqueue.job_summaries(text, text, bigint, integer, text),
@@ -56,6 +57,7 @@ TO pyqueue_producer;
 
 GRANT EXECUTE ON FUNCTION
     pyqueue.claim_batch(text[], text, integer, interval),
+    pyqueue.claim_wait(text[]),
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),
     pyqueue.complete_or_raise(bigint, uuid, jsonb),
@@ -92,8 +94,7 @@ GRANT EXECUTE ON FUNCTION
 TO pyqueue_monitor;
 
 -- The operator: what the dashboard and the CLI's reading and operator commands
--- need, so that neither runs as the schema owner. pause_queue joins this list
--- where it exists.
+-- need, so that neither runs as the schema owner.
 GRANT SELECT ON
     pyqueue.queue_stats,
     pyqueue.throughput,
@@ -111,8 +112,10 @@ GRANT EXECUTE ON FUNCTION
     pyqueue.job_actions(text, bigint),
     pyqueue.cancel(bigint),
     pyqueue.retry_dead(bigint),
+    pyqueue.pause_queue(text),
+    pyqueue.resume_queue(text),
     pyqueue.configure_queue(text, integer, interval, interval, interval, integer, interval,
-                            interval, integer),
+                            interval, integer, integer, integer, interval, text, interval),
     pyqueue.schema_version(),
     pyqueue.schema_compatibility()
 TO pyqueue_operator;

@@ -44,9 +44,21 @@ SELECT pg_size_pretty(pg_total_relation_size('pyqueue.jobs')) AS jobs_total,
        pg_size_pretty(pg_indexes_size('pyqueue.jobs'))        AS jobs_indexes,
        pg_size_pretty(pg_total_relation_size('pyqueue.dead_jobs')) AS dead_total;
 
+-- Queues with flow limits or paused (schema owner: reads pyqueue.queues):
+-- their limits, jobs running now, and starts in the current rate window.
+SELECT q.name, q.concurrency, q.rate_limit, q.rate_period, q.paused_at,
+       (SELECT count(*) FROM pyqueue.jobs j
+        WHERE j.status = 'running' AND j.queue = q.name)          AS running,
+       (SELECT count(*) FROM pyqueue.queue_flow f, unnest(f.starts) AS t
+        WHERE f.queue = q.name AND t > now() - q.rate_period)    AS started_in_window
+FROM pyqueue.queues q
+WHERE q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL OR q.paused_at IS NOT NULL
+ORDER BY q.name;
+
 -- Operator actions (schema owner only), for reference:
 --   SELECT pyqueue.retry_dead(42);          -- replay dead letter 42 as a new job
 --   SELECT pyqueue.cancel(43);              -- cancel a pending or running job
 --   SELECT pyqueue.purge();                 -- delete finished jobs past retention
 --   SELECT pyqueue.configure_queue('emails', max_attempts => 5,
 --                                  backoff_base => '2 seconds');
+--   SELECT pyqueue.pause_queue('emails');   -- stop claims; resume_queue undoes it

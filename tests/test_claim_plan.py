@@ -47,7 +47,7 @@ def claim_statements(db) -> tuple[str, str]:
         "'pyqueue.claim_batch(text[], text, integer, interval)'::regprocedure)",
     )
     found = re.search(
-        r"picked := ARRAY\(\s*(.*?)\s*\);\s*RETURN QUERY\s+(.*?);\s*END;", body, re.DOTALL
+        r"picked := ARRAY\(\s*(.*?)\s*\);\s*RETURN QUERY\s+(.*?);\s*(?:IF |END;)", body, re.DOTALL
     )
     assert found, "claim_batch has no pick and update statements to explain"
     statements = []
@@ -57,6 +57,9 @@ def claim_statements(db) -> tuple[str, str]:
         statement = statement.replace("unnest(queues)", "unnest($1)")
         statement = statement.replace("ANY (picked)", "ANY ($5)")
         statement = statement.replace("claim_token", "$6")
+        # No queue with a flow limit (sql/22_flow.sql): the path every claim
+        # of an unlimited queue takes.
+        statement = statement.replace("allowed[q.ord]", "NULL::integer")
         assert "claim_batch." not in statement and "picked" not in statement
         statements.append(statement)
     # The function's search_path: its statements name tables unqualified.

@@ -42,6 +42,7 @@ ALLOWED_FUNCTIONS = {
     },
     "pyqueue_worker": {
         "claim_batch",
+        "claim_wait",
         "complete",
         "complete_batch",
         "complete_or_raise",
@@ -66,6 +67,8 @@ ALLOWED_FUNCTIONS = {
         "cancel",
         "retry_dead",
         "configure_queue",
+        "pause_queue",
+        "resume_queue",
         "schema_version",
         "schema_compatibility",
     },
@@ -90,7 +93,7 @@ OWNER_FUNCTIONS = {
     "revoke_queues",
 }
 # The operator's actions, which the other three roles may not take.
-OPERATOR_ACTIONS = {"cancel", "retry_dead", "configure_queue"}
+OPERATOR_ACTIONS = {"cancel", "retry_dead", "configure_queue", "pause_queue", "resume_queue"}
 ROLES = tuple(ALLOWED_FUNCTIONS)
 
 

@@ -1,7 +1,7 @@
 """A schedule every minute, fired by three real worker processes: one job per minute.
 
 The workers fire schedules through their maintenance passes, nothing else; the
-test only watches. It runs for three minute boundaries, about three minutes.
+test only watches. It runs for two minute boundaries, about two minutes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.workers_for_tests import LEDGER_DDL
 
 pytestmark = pytest.mark.slow
 
-TICKS = 3
+TICKS = 2
 
 
 def test_three_workers_fire_each_minute_of_a_schedule_exactly_once(db, workers):  # noqa: F811

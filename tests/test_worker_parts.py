@@ -96,6 +96,41 @@ def test_the_claimer_claims_only_for_free_slots(dsn, db):
     assert scalar(db, "SELECT count(*) FROM pyqueue.jobs WHERE status = 'running'") == 2
 
 
+def test_a_rate_limited_claimer_waits_for_budget_not_for_wake_ups(dsn, db):
+    """Budget spent: the claimer sleeps until claim_wait says budget returns,
+    though a wake-up comes every 10 ms and its poll interval is long."""
+    db.execute("SELECT pyqueue.configure_queue('q', rate_limit => 2, rate_period => '1 second')")
+    for _ in range(6):
+        enqueue(db)
+    started: list[ClaimedJob] = []
+    claims: list[float] = []
+
+    async def test(conn: Reconnecting) -> float:
+        shared = state(concurrency=10)
+        part = claimer(conn, shared, started, poll_interval=30.0)
+        send = part.claim
+
+        async def counted(size: int) -> Any:
+            claims.append(asyncio.get_running_loop().time())
+            return await send(size)
+
+        part.claim = counted  # type: ignore[method-assign]
+        running = asyncio.create_task(part.run())
+        begin = asyncio.get_running_loop().time()
+        while len(started) < 4:
+            shared.wake.set()  # as a NOTIFY storm would
+            await asyncio.sleep(0.01)
+        took = asyncio.get_running_loop().time() - begin
+        shared.stop()
+        await asyncio.wait_for(running, 5)
+        return took
+
+    took = with_database(dsn, test)
+    assert len(started) == 4
+    assert 0.8 < took < 5  # the second pair at the next window, not after 30 s
+    assert len(claims) <= 6  # no claim per wake-up: about 100 wake-ups came
+
+
 def test_the_claimer_hands_back_jobs_it_never_started(dsn, db):
     ids = [enqueue(db) for _ in range(2)]
     jobs = claim(db, batch_size=2)

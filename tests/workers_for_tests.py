@@ -90,3 +90,9 @@ def ledger(payload: dict[str, Any], job: JobContext) -> dict[str, int]:
 @worker.handler("fast")
 def fast(payload: Any, job: JobContext) -> None:
     """Does nothing: the handlers finish faster than the worker can store outcomes."""
+
+
+# The flow-control fleet test (tests/test_flow_fleet.py) runs the same handler
+# on queues that carry flow limits.
+for _flow_queue in ("capped", "rated", "held"):
+    worker.handler(_flow_queue)(ledger)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from pyqueue.cli import housekeeping, jobs, running
+from pyqueue.cli import housekeeping, jobs, queues, running
 from pyqueue.cli.context import Context, Seconds
 from pyqueue.localserver import default_data_dir
 
@@ -91,6 +91,9 @@ for command in (
     jobs.retry,
     jobs.cancel,
     jobs.purge,
+    queues.pause,
+    queues.resume,
+    queues.limit,
     housekeeping.maintain,
     housekeeping.schedule,
     housekeeping.metrics,

@@ -32,7 +32,13 @@ from pyqueue.visible import visible
 @click.option("--delay", type=Seconds(), help="Seconds before the job is due.")
 @click.option("--priority", type=int, default=0, show_default=True)
 @click.option("--max-attempts", type=int, help="Runs allowed in all (default: the queue's).")
-@click.option("--idempotency-key", help="Return the existing job if the key is known.")
+@click.option("--idempotency-key", help="Return the existing job if the key is held.")
+@click.option(
+    "--unique-mode",
+    type=click.Choice(["until_purged", "pending", "active", "throttle", "debounce"]),
+    help="How long a job holds its key (default: the queue's).",
+)
+@click.option("--unique-period", type=float, help="Seconds, for throttle and debounce.")
 @pass_context
 @friendly_errors
 def enqueue(
@@ -44,6 +50,8 @@ def enqueue(
     priority: int,
     max_attempts: int | None,
     idempotency_key: str | None,
+    unique_mode: str | None,
+    unique_period: float | None,
 ) -> None:
     """Add a job to QUEUE with the JSON payload (- or --payload-file: read it); print its id."""
     document = read_payload(payload, payload_file)
@@ -55,6 +63,8 @@ def enqueue(
             priority=priority,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
+            unique_mode=unique_mode,
+            unique_period=seconds(unique_period),
         )
     click.echo(job_id)
 

@@ -1,10 +1,10 @@
-"""The JSON API, for the page's script and for applications, and the two actions.
+"""The JSON API, for the page's script and for applications, and the actions.
 
-Reads return what the pages show, as JSON. Cancel and Retry are POST only and
-CSRF-checked (the Origin and an X-CSRF-Token header before the body is read,
-else the form's field); they answer JSON under /api/ and redirect a form
-elsewhere.
-Whether a job may be cancelled or replayed is the SQL functions' to decide.
+Reads return what the pages show, as JSON. Cancel and Retry (of a job), Pause
+and Resume (of a queue) are POST only and CSRF-checked (the Origin and an
+X-CSRF-Token header before the body is read, else the form's field); they
+answer JSON under /api/ and redirect a form elsewhere. Whether a job may be
+cancelled or replayed is the SQL functions' to decide.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ async def dead(request: Request) -> Response:
     return JSONResponse({"dead": found, "page": page, "has_more": has_more})
 
 
-def action(run: Callable[[Reads, int], dict[str, Any]], then: str) -> Endpoint:
-    """A POST endpoint running `run` on the job; `then` formats the form's redirect."""
+def action(run: Callable[[Reads, Any], dict[str, Any]], then: str, on: str = "job_id") -> Endpoint:
+    """A POST endpoint running `run` on path parameter `on` (the job, or the
+    queue); `then` formats the form's redirect."""
 
     async def endpoint(request: Request) -> Response:
         scheme = request.url.scheme
@@ -95,7 +96,8 @@ def action(run: Callable[[Reads, int], dict[str, Any]], then: str) -> Endpoint:
             form_token = form.get(CSRF_FIELD, [None])[0]
         if not csrf_ok(request.headers, scheme, form_token, request.app.state.csrf_token):
             raise HTTPException(403, "missing or wrong CSRF token, or a cross-site request")
-        outcome = await run_in_threadpool(run, reads(request), params.job_id(request))
+        subject = params.job_id(request) if on == "job_id" else params.path_text(request, on)
+        outcome = await run_in_threadpool(run, reads(request), subject)
         if request.url.path.startswith("/api/"):
             return JSONResponse(outcome)
         return RedirectResponse(then.format(**outcome), status_code=303)
@@ -111,5 +113,15 @@ def retry_job(db: Reads, job_id: int) -> dict[str, Any]:
     return {"id": job_id, "new_job": db.queue.retry_dead(job_id)}
 
 
+def pause_queue(db: Reads, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "paused_since": db.queue.pause_queue(queue).isoformat()}
+
+
+def resume_queue(db: Reads, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "resumed": db.queue.resume_queue(queue)}
+
+
 cancel = action(cancel_job, "/jobs/{id}")
 retry = action(retry_job, "/jobs/{new_job}")
+pause = action(pause_queue, "/", on="queue")
+resume = action(resume_queue, "/", on="queue")

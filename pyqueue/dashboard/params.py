@@ -47,6 +47,16 @@ def text(request: Request, name: str) -> str | None:
     return raw
 
 
+def path_text(request: Request, name: str) -> str:
+    """The {name} of the path (a queue's name), as text PostgreSQL can hold."""
+    raw: str = request.path_params[name]
+    if "\x00" in raw:
+        raise InvalidArgument(f"{name} must not contain a NUL character")
+    if len(raw) > MAX_TEXT:
+        raise InvalidArgument(f"{name} is longer than {MAX_TEXT} characters")
+    return raw
+
+
 def job_id(request: Request) -> int:
     """The {job_id} of the path, within a bigint."""
     value: int = request.path_params["job_id"]

@@ -65,6 +65,8 @@ class Claimer:
         self.poll_interval = poll_interval
         # Claim again, while handlers run, once this many slots are free.
         self.enough_free = max(1, min(batch_size, state.concurrency) // 2)
+        # When claim_wait last said a NOTIFY may bring work (loop time).
+        self.notify_may_help_at = -float("inf")
 
     async def run(self) -> None:
         """Claim and start jobs until the state says stopping; hand back what comes after."""
@@ -98,7 +100,9 @@ class Claimer:
                     await asyncio.sleep(0)  # the claim goes out now, not after the starts
                 for job in await read(rows):
                     self.start(job)
-                if got < wanted:  # the queues are drained: idle until woken
+                if got == 0:
+                    await self.idle()
+                elif got < wanted:  # the queues are drained: idle until woken
                     await wait_for(state.wake, self.poll_interval)
         finally:
             if ahead is not None:
@@ -112,6 +116,36 @@ class Claimer:
             binary=True,
             stopping=self.state.stopping,
         )
+
+    async def idle(self) -> None:
+        """After a claim that found nothing: wait for a wake-up, or for budget.
+
+        When every queue is held back by a flow limit or a pause, a NOTIFY from
+        enqueue brings nothing claimable: wait the time SQL says budget returns
+        (poll_interval at most), not for wake-ups. Asked at most once a poll
+        interval while the answer is "wake-ups help", so that an idle worker of
+        queues without limits pays no round trip per wake-up.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self.notify_may_help_at < self.poll_interval:
+            await wait_for(self.state.wake, self.poll_interval)
+            return
+        try:
+            row = await (
+                await self.db.execute(
+                    queries.CLAIM_WAIT, [self.queues], stopping=self.state.stopping
+                )
+            ).fetchone()
+        except psycopg.Error as error:
+            logger.error("claim_wait failed: %s", error)
+            row = None
+        except Stopping:
+            return
+        if row is None or row[0] is None:
+            self.notify_may_help_at = now
+            await wait_for(self.state.wake, self.poll_interval)
+            return
+        await wait_any(self.state.stopping, timeout=min(row[0].total_seconds(), self.poll_interval))
 
     async def free_slots(self) -> int:
         """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""

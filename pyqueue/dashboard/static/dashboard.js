@@ -88,11 +88,15 @@ function renderQueues(data) {
     const column = tile.dataset.total;
     tile.textContent = data.queues.reduce((sum, q) => sum + q[column], 0);
   }
-  fillRows(document.querySelector("#queues tbody"), data.queues, 9, (q) =>
+  fillRows(document.querySelector("#queues tbody"), data.queues, 10, (q) =>
     el("tr", {},
       el("td", {}, el("a", { href: `/jobs?queue=${encodeURIComponent(q.queue)}` }, q.queue)),
       ...COUNT_COLUMNS.map((c) => el("td", { class: "num" }, q[c])),
-      el("td", { class: "num" }, age(q.oldest_due_age))));
+      el("td", { class: "num" }, age(q.oldest_due_age)),
+      el("td", {},
+        ...(q.paused ? [el("span", { class: "badge badge-paused" }, "paused")] : []),
+        csrfForm(`/queues/${encodeURIComponent(q.queue)}/${q.paused ? "resume" : "pause"}`,
+          q.paused ? "Resume" : "Pause"))));
 }
 
 function renderChart(data) {
