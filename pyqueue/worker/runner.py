@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -14,18 +13,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import psycopg
-
-from pyqueue import schema
-from pyqueue.connecting import connect
-from pyqueue.errors import CannotConnect, InvalidArgument, first_line
-from pyqueue.worker.connection import Backoff, sleep_unless, with_defaults
+from pyqueue.errors import InvalidArgument
 from pyqueue.worker.context import JobContext
 from pyqueue.worker.decoding import typed_handler
 from pyqueue.worker.executor import Handler
 from pyqueue.worker.metrics import MetricsServer, WorkerMetrics
 from pyqueue.worker.session import Session
-from pyqueue.worker.settings import Settings, positive_int, queue_names, seconds
+from pyqueue.worker.settings import checked_settings, overridden, queue_names, work_queues
+from pyqueue.worker.startup import wait_for_schema
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -38,38 +33,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def default_worker_name() -> str:
     """host:pid:random, so that people can tell workers apart in the jobs table."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def check_schema(conninfo: str, migrate: bool = False) -> None:
-    """Raise SchemaError unless this client can work with the schema; migrate first if asked."""
-    if migrate:
-        schema.migrate(with_defaults(conninfo))
-    with connect(with_defaults(conninfo)) as conn:
-        schema.check_version(conn)
-
-
-async def wait_for_schema(conninfo: str, stopping: asyncio.Event, migrate: bool = False) -> bool:
-    """Check the schema before claiming anything, waiting out an unreachable database.
-
-    A worker started during an outage (or a restart of the database) waits for
-    it, with backoff, as it would mid-run; SchemaError (a schema missing, or one
-    this client cannot work with) is final. False when a stop was asked for
-    while waiting.
-    """
-    backoff = Backoff()
-    while not stopping.is_set():
-        try:
-            await asyncio.to_thread(check_schema, conninfo, migrate)
-            return True
-        except (psycopg.OperationalError, CannotConnect) as error:
-            if isinstance(error, CannotConnect) and error.reason == "malformed connection string":
-                raise
-            delay = backoff.next_delay()
-            logger.warning(
-                "database unreachable (%s); trying again in %.1f s", first_line(error), delay
-            )
-            await sleep_unless(stopping, delay)
-    return False
 
 
 class Worker:
@@ -99,34 +62,18 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
     ) -> None:
-        lease = seconds("lease", lease)
-        heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
-        heartbeat = seconds("heartbeat_interval", heartbeat)
-        if heartbeat >= lease:
-            raise InvalidArgument(
-                f"heartbeat_interval ({heartbeat:g} s) must be shorter than the lease "
-                f"({lease:g} s), or leases expire between heartbeats"
-            )
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidArgument(f"name must be a non-empty string, got {name!r}")
         self.conninfo = conninfo
-        self.settings = Settings(
-            concurrency=positive_int("concurrency", concurrency, 10000),
-            batch_size=positive_int("batch_size", batch_size, 10000),
-            poll_interval=seconds("poll_interval", poll_interval),
+        self.settings = checked_settings(
+            concurrency=concurrency,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
             lease=lease,
-            heartbeat_interval=heartbeat,
-            grace_period=seconds("grace_period", grace_period, allow_zero=True),
-            max_abandoned_threads=positive_int(
-                "max_abandoned_threads",
-                concurrency if max_abandoned_threads is None else max_abandoned_threads,
-                10000,
-            ),
-            maintenance_interval=(
-                None
-                if maintenance_interval is None
-                else seconds("maintenance_interval", maintenance_interval)
-            ),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            max_abandoned_threads=max_abandoned_threads,
+            maintenance_interval=maintenance_interval,
         )
         self.queues = queue_names(queues)
         # This process's figures (worker/metrics.py), served on metrics_port while running.
@@ -191,35 +138,16 @@ class Worker:
 
         maintenance=False turns the worker's maintenance passes off.
         """
-        changes: dict[str, Any] = {}
-        if concurrency is not None:
-            changes["concurrency"] = positive_int("concurrency", concurrency, 10000)
-        if batch_size is not None:
-            changes["batch_size"] = positive_int("batch_size", batch_size, 10000)
-        if poll_interval is not None:
-            changes["poll_interval"] = seconds("poll_interval", poll_interval)
-        if maintenance_interval is not None:
-            changes["maintenance_interval"] = seconds("maintenance_interval", maintenance_interval)
-        if not maintenance:
-            changes["maintenance_interval"] = None
-        self.settings = dataclasses.replace(self.settings, **changes)
+        self.settings = overridden(
+            self.settings,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            maintenance_interval=maintenance_interval,
+            maintenance=maintenance,
+        )
         if queues is not None:
             self.queues = queue_names(queues)
-
-    def _work_queues(self) -> list[str]:
-        if not self._handlers:
-            raise InvalidArgument(
-                "no handlers registered: decorate a function with @worker.handler('queue')"
-            )
-        if self.queues is None:
-            return sorted(self._handlers)
-        missing = [q for q in self.queues if q not in self._handlers]
-        if missing:
-            raise InvalidArgument(
-                f"no handler for queue(s) {', '.join(missing)}; "
-                f"handlers exist for {', '.join(sorted(self._handlers))}"
-            )
-        return list(dict.fromkeys(self.queues))
 
     def run(
         self,
@@ -240,7 +168,7 @@ class Worker:
         url = conninfo or self.conninfo or os.environ.get("DATABASE_URL")
         if not url:
             raise InvalidArgument("no database: pass conninfo or set DATABASE_URL")
-        queues = self._work_queues()
+        queues = work_queues(self._handlers, self.queues)
         self.name = self._name or default_worker_name()
         signals = install_signal_handlers and threading.current_thread() is threading.main_thread()
         serving: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
