@@ -79,7 +79,7 @@ def default_data_dir() -> Path:
     return Path(state) / "pyqueue" / "server"
 
 
-def _server_user() -> str | None:
+def server_user() -> str | None:
     """The user to run the server as when we are root, else None (ourselves)."""
     if os.geteuid() != 0:
         return None
@@ -111,7 +111,7 @@ class LocalServer:
         self.pgdata = data_dir / "data"
         self.log_file = data_dir / "server.log"
         self.settings = dict(settings or {})
-        self._user = _server_user()
+        self._user = server_user()
         self._bin = find_bin_dir()
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ connection, replication included, needs the superuser's password
 from __future__ import annotations
 
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -20,23 +19,10 @@ from urllib.parse import quote
 
 import psycopg
 
-from pyqueue.localserver import find_bin_dir
+from pyqueue.localserver import find_bin_dir, server_user
 
 SUPERUSER = "postgres"
 DATABASE = "pyqueue"
-
-
-def server_user() -> str | None:
-    """Who runs the servers: ourselves, or an unprivileged user when we are root."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return name
-    raise RuntimeError("running as root and no unprivileged user (postgres, nobody) exists")
 
 
 class Node:
