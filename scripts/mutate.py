@@ -39,6 +39,8 @@ TEST_FILES = [
     "tests/test_bad_input.py::test_through_sql",
     "tests/test_flow_sql.py",
     "tests/test_unique_modes.py",
+    "tests/test_queue_permissions.py",
+    "tests/test_job_transaction.py",
     "tests/test_timeouts_sql.py",
     "tests/test_maintenance_sql.py",
     "tests/test_schedules_sql.py",
@@ -59,7 +61,12 @@ PUBLIC_API = (
     "fail_batch", "heartbeat", "release", "recover_expired", "report_progress", "cancel",
     "retry_dead", "purge", "configure_queue", "get_job", "list_jobs", "job_actions",
     "backoff_delay", "queue_settings", "maintain", "schedule", "unschedule", "views",
+    "job_summaries", "claim_wait", "pause_queue", "resume_queue", "grant_queues",
+    "revoke_queues", "complete_or_raise",
 )  # fmt: skip
+
+# Public functions no mutation needs: they return a constant.
+CONSTANTS = ("schema_version", "schema_compatibility")
 
 
 @dataclass(frozen=True)
@@ -419,6 +426,49 @@ MUTATIONS = [
         "count(*) FILTER (WHERE status = 'pending' AND run_at <= now())     AS due,",
         "count(*) FILTER (WHERE status = 'pending')                         AS due,",
         "queue_stats counts scheduled jobs as due",
+    ),
+    Mutation(
+        "summaries-oldest-first", "job_summaries", "70_read.sql",
+        "    ORDER BY a.id DESC\n    LIMIT job_summaries.max_rows;",
+        "    ORDER BY a.id\n    LIMIT job_summaries.max_rows;",
+        "job_summaries pages from the oldest job, not the newest",
+    ),
+    # ------------------------------------------------------- flow and grants
+    Mutation(
+        "pause-ignored-by-claim-wait", "claim_wait", "22_flow.sql",
+        "CONTINUE WHEN q.paused_at IS NOT NULL;",
+        "CONTINUE WHEN false;",
+        "claim_wait tells the worker to wait for a NOTIFY on a paused queue",
+    ),
+    Mutation(
+        "pause-moves-its-time", "pause_queue", "22_flow.sql",
+        "SET paused_at = coalesce(q.paused_at, excluded.paused_at), updated_at = now()",
+        "SET paused_at = excluded.paused_at, updated_at = now()",
+        "pausing a paused queue moves the time it was paused",
+    ),
+    Mutation(
+        "resume-always-true", "resume_queue", "22_flow.sql",
+        "WHERE name = resume_queue.queue AND paused_at IS NOT NULL;",
+        "WHERE name = resume_queue.queue;",
+        "resume_queue says a queue that was not paused was",
+    ),
+    Mutation(
+        "grant-replaces-actions", "grant_queues", "03_permissions.sql",
+        "SET actions = ARRAY(SELECT DISTINCT a FROM unnest(g.actions || excluded.actions) a ORDER BY a),",
+        "SET actions = excluded.actions,",
+        "a second grant on a pattern replaces its actions instead of adding to them",
+    ),
+    Mutation(
+        "revoke-last-grant-allowed", "revoke_queues", "03_permissions.sql",
+        "AND NOT EXISTS (SELECT 1 FROM queue_grants g\n                       WHERE g.role = revoke_queues.role AND g.pattern <> revoke_queues.pattern) THEN",
+        "AND false THEN",
+        "revoke_queues removes a role's last grant, leaving it unrestricted",
+    ),
+    Mutation(
+        "complete-or-raise-silent", "complete_or_raise", "30_complete.sql",
+        "    IF NOT complete(job_id, lease_token, result) THEN",
+        "    IF NOT complete(job_id, lease_token, result) AND false THEN",
+        "complete_or_raise returns quietly for a job the caller no longer holds",
     ),
 ]  # fmt: skip
 

@@ -46,6 +46,18 @@ def test_the_list_mutates_every_public_function_and_the_views():
     assert mutate.check_list() == []
 
 
+def test_the_public_api_list_names_every_public_function_of_the_schema(db):
+    # A function added to the schema without a mutation fails here, not silently.
+    public = {
+        name
+        for (name,) in db.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'pyqueue' AND p.proname NOT LIKE '\\_%'"
+        )
+    }
+    assert public == set(mutate.PUBLIC_API) - {"views"} | set(mutate.CONSTANTS)
+
+
 def test_a_drifted_list_is_refused(tmp_path):
     sql_dir = tmp_path / "sql"
     shutil.copytree(REPO / "sql", sql_dir)

@@ -279,7 +279,10 @@ def test_grant_and_revoke(db, dsn):
         assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'a.*', '{read}')", [name]) == ["read"]
         assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'a.*', '{enqueue,read}')",
                       [name]) == ["enqueue", "read"]  # fmt: skip
+        # A second grant on a pattern adds its actions to those already granted.
         assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'c', '{work}')", [name]) == ["work"]
+        assert scalar(db, "SELECT pyqueue.grant_queues(%s, 'c', '{read}')",
+                      [name]) == ["read", "work"]  # fmt: skip
         assert scalar(db, "SELECT pyqueue.revoke_queues(%s, 'c')", [name]) is True
         assert scalar(db, "SELECT pyqueue.revoke_queues(%s, 'c')", [name]) is False
         # The last grant: removing it would let the role act on every queue.
