@@ -454,13 +454,16 @@ MUTATIONS = [
     ),
     Mutation(
         "grant-replaces-actions", "grant_queues", "03_permissions.sql",
-        "SET actions = ARRAY(SELECT DISTINCT a FROM unnest(g.actions || excluded.actions) a ORDER BY a),",
+        "SET actions = ARRAY(SELECT DISTINCT a FROM unnest(g.actions || excluded.actions) a"
+        " ORDER BY a),",
         "SET actions = excluded.actions,",
         "a second grant on a pattern replaces its actions instead of adding to them",
     ),
     Mutation(
         "revoke-last-grant-allowed", "revoke_queues", "03_permissions.sql",
-        "AND NOT EXISTS (SELECT 1 FROM queue_grants g\n                       WHERE g.role = revoke_queues.role AND g.pattern <> revoke_queues.pattern) THEN",
+        "AND NOT EXISTS (SELECT 1 FROM queue_grants g\n"
+        "                       WHERE g.role = revoke_queues.role"
+        " AND g.pattern <> revoke_queues.pattern) THEN",
         "AND false THEN",
         "revoke_queues removes a role's last grant, leaving it unrestricted",
     ),
