@@ -76,6 +76,10 @@ def seconds(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
+# The unique_mode values SQL takes (sql/12_unique.sql), offered by enqueue and limit.
+UNIQUE_MODES = click.Choice(["until_purged", "pending", "active", "throttle", "debounce"])
+
+
 class Seconds(click.ParamType[float, Any]):
     """A finite number of seconds within [low, high] (click's FloatRange lets nan through)."""
 

@@ -10,6 +10,7 @@ import click
 
 from pyqueue import display
 from pyqueue.cli.context import (
+    UNIQUE_MODES,
     Context,
     Seconds,
     friendly_errors,
@@ -35,10 +36,10 @@ from pyqueue.visible import visible
 @click.option("--idempotency-key", help="Return the existing job if the key is held.")
 @click.option(
     "--unique-mode",
-    type=click.Choice(["until_purged", "pending", "active", "throttle", "debounce"]),
+    type=UNIQUE_MODES,
     help="How long a job holds its key (default: the queue's).",
 )
-@click.option("--unique-period", type=float, help="Seconds, for throttle and debounce.")
+@click.option("--unique-period", type=Seconds(), help="Seconds, for throttle and debounce.")
 @pass_context
 @friendly_errors
 def enqueue(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from pyqueue.cli.context import Context, friendly_errors, pass_context, seconds
+from pyqueue.cli.context import (
+    UNIQUE_MODES,
+    Context,
+    Seconds,
+    friendly_errors,
+    pass_context,
+    seconds,
+)
 
 
 @click.command()
@@ -35,13 +42,13 @@ def resume(ctx: Context, queue_name: str) -> None:
 @click.argument("queue_name", metavar="QUEUE")
 @click.option("--concurrency", type=int, help="Jobs running at once, fleet-wide (0: no limit).")
 @click.option("--rate-limit", type=int, help="Job starts per --rate-period (0: no limit).")
-@click.option("--rate-period", type=float, help="Seconds: the window --rate-limit counts in.")
+@click.option("--rate-period", type=Seconds(), help="Seconds: the window --rate-limit counts in.")
 @click.option(
     "--unique-mode",
-    type=click.Choice(["until_purged", "pending", "active", "throttle", "debounce"]),
+    type=UNIQUE_MODES,
     help="How long a job holds its idempotency key, by default.",
 )
-@click.option("--unique-period", type=float, help="Seconds, for throttle and debounce.")
+@click.option("--unique-period", type=Seconds(), help="Seconds, for throttle and debounce.")
 @pass_context
 @friendly_errors
 def limit(

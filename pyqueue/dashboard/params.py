@@ -22,6 +22,15 @@ def _shown(raw: str) -> str:
     return repr(raw[:20] + ("..." if len(raw) > 20 else ""))
 
 
+def _storable(name: str, raw: str) -> str:
+    """raw, refused unless PostgreSQL can hold it as text of at most MAX_TEXT characters."""
+    if "\x00" in raw:
+        raise InvalidArgument(f"{name} must not contain a NUL character")
+    if len(raw) > MAX_TEXT:
+        raise InvalidArgument(f"{name} is longer than {MAX_TEXT} characters")
+    return raw
+
+
 def page_number(request: Request) -> int:
     """?page=, a whole number from 1 to MAX_PAGE in ASCII digits (1 when absent)."""
     raw = request.query_params.get("page", "1")
@@ -38,23 +47,12 @@ def page_number(request: Request) -> int:
 def text(request: Request, name: str) -> str | None:
     """?name=, as text PostgreSQL can hold (None when absent or empty)."""
     raw = request.query_params.get(name)
-    if not raw:
-        return None
-    if "\x00" in raw:
-        raise InvalidArgument(f"{name} must not contain a NUL character")
-    if len(raw) > MAX_TEXT:
-        raise InvalidArgument(f"{name} is longer than {MAX_TEXT} characters")
-    return raw
+    return _storable(name, raw) if raw else None
 
 
 def path_text(request: Request, name: str) -> str:
     """The {name} of the path (a queue's name), as text PostgreSQL can hold."""
-    raw: str = request.path_params[name]
-    if "\x00" in raw:
-        raise InvalidArgument(f"{name} must not contain a NUL character")
-    if len(raw) > MAX_TEXT:
-        raise InvalidArgument(f"{name} is longer than {MAX_TEXT} characters")
-    return raw
+    return _storable(name, request.path_params[name])
 
 
 def job_id(request: Request) -> int:
