@@ -137,13 +137,14 @@ SCHEDULE_ROW = class_row(Schedule)
 
 # --- Worker -------------------------------------------------------------------------
 
-# Lease due jobs: (queues text[], worker name, how many at most, lease interval).
-# Expired leases are recovered inside the call. Returns `claimed_job` rows, each
+# Lease due jobs: (queues text[], worker name, how many at most, lease interval,
+# how many of them ahead of free handler slots). Expired leases are recovered
+# inside the call. Returns `claimed_job` rows, each
 # read as ClaimedJob(*row) (the worker asks for them in binary), its columns
 # named so that a later schema version may add some.
 CLAIM = (
     "SELECT id, queue, payload, attempt, max_attempts, lease_token, locked_until"
-    " FROM pyqueue.claim_batch(%b::text[], %s, %s, %s)"
+    " FROM pyqueue.claim_batch(%b::text[], %s, %s, %s, %s)"
 )
 
 # After a claim that found nothing: (queues text[],). Returns one row: (how long

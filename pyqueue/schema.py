@@ -26,10 +26,10 @@ from pyqueue.errors import SchemaError
 
 # The schema version this client is written for: what `pyqueue migrate` brings
 # a database to.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # The oldest schema version this client works with: it calls nothing that
 # schema versions from this one on lack.
-OLDEST_SCHEMA = 5
+OLDEST_SCHEMA = 6
 # The oldest PostgreSQL that pyqueue runs on (server_version_num), the one its
 # tests run against.
 MIN_SERVER_VERSION = 150000

@@ -1,6 +1,6 @@
 -- Claim: lease due jobs to a worker, and hand back jobs it never started.
 
--- claim_batch(queues, worker, batch_size, lease) -> SETOF pyqueue.claimed_job
+-- claim_batch(queues, worker, batch_size, lease, ahead) -> SETOF pyqueue.claimed_job
 -- Leases up to batch_size due pending jobs of the given queues to `worker` (a
 -- name for people to read) for `lease`: highest priority first, then earliest
 -- run_at, then lowest id, and returns them in that order. Rows locked by
@@ -15,11 +15,18 @@
 --
 -- Queues with a concurrency or rate limit, or paused, give at most what
 -- sql/22_flow.sql allows; claims of such a queue run one at a time.
+--
+-- `ahead` (0 by default) says how many of the batch_size jobs the worker
+-- claims ahead of its free handler slots, to start as slots free up. When any
+-- of the queues has a concurrency or rate limit, the claim takes none ahead
+-- (at most batch_size - ahead jobs): a job waiting in one worker's memory
+-- would hold budget of the limit that another worker could run now.
 CREATE OR REPLACE FUNCTION pyqueue.claim_batch(
     queues     text[],
     worker     text,
     batch_size integer  DEFAULT 1,
-    lease      interval DEFAULT interval '30 seconds'
+    lease      interval DEFAULT interval '30 seconds',
+    ahead      integer  DEFAULT 0
 ) RETURNS SETOF pyqueue.claimed_job
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -69,6 +76,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM _check_interval('lease', lease);
+    IF ahead IS NULL THEN
+        RAISE EXCEPTION 'pyqueue: ahead must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _check_range('ahead', ahead, 0, batch_size - 1);
 
     IF pg_try_advisory_xact_lock(hashtext('pyqueue.recover_expired')) THEN
         PERFORM recover_expired();
@@ -79,6 +91,12 @@ BEGIN
                WHERE f.name = ANY (claim_batch.queues)
                  AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL
                       OR f.paused_at IS NOT NULL)) THEN
+        IF claim_batch.ahead > 0 AND EXISTS (
+            SELECT FROM queues f
+            WHERE f.name = ANY (claim_batch.queues)
+              AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)) THEN
+            batch_size := claim_batch.batch_size - claim_batch.ahead;
+        END IF;
         allowed := _flow_allowances(claim_batch.queues, claim_batch.batch_size);
     END IF;
 

@@ -192,7 +192,7 @@ LANGUAGE sql IMMUTABLE
 SECURITY DEFINER
 SET search_path = pyqueue, pg_temp
 AS $$
-    SELECT 5;
+    SELECT 6;
 $$;
 
 -- schema_compatibility() -> (version integer, oldest_client_version integer)

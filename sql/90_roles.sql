@@ -56,7 +56,7 @@ GRANT EXECUTE ON FUNCTION
 TO pyqueue_producer;
 
 GRANT EXECUTE ON FUNCTION
-    pyqueue.claim_batch(text[], text, integer, interval),
+    pyqueue.claim_batch(text[], text, integer, interval, integer),
     pyqueue.claim_wait(text[]),
     pyqueue.complete(bigint, uuid, jsonb),
     pyqueue.complete_batch(bigint[], uuid[], jsonb[]),

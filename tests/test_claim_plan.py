@@ -44,7 +44,7 @@ def claim_statements(db) -> tuple[str, str]:
     body = scalar(
         db,
         "SELECT pg_get_functiondef("
-        "'pyqueue.claim_batch(text[], text, integer, interval)'::regprocedure)",
+        "'pyqueue.claim_batch(text[], text, integer, interval, integer)'::regprocedure)",
     )
     found = re.search(
         r"picked := ARRAY\(\s*(.*?)\s*\);\s*RETURN QUERY\s+(.*?);\s*(?:IF |END;)", body, re.DOTALL

@@ -514,8 +514,8 @@ def test_jobs_claimed_when_the_stop_comes_are_handed_back_unstarted(dsn, queue, 
     original = Claimer.claim
     claimed = threading.Event()
 
-    async def claim_then_stop(self: Claimer, size: int) -> Any:
-        rows = await original(self, size)
+    async def claim_then_stop(self: Claimer, size: int, ahead: int = 0) -> Any:
+        rows = await original(self, size, ahead)
         if rows.rowcount:
             worker.stop()  # as if SIGTERM arrived while the claim was on the wire
             claimed.set()
@@ -547,9 +547,9 @@ def test_a_claim_sent_ahead_is_handed_back_when_the_stop_comes(dsn, queue, monke
     claims: list[int] = []
     original_claim = Claimer.claim
 
-    async def counted_claim(self: Claimer, size: int) -> Any:
+    async def counted_claim(self: Claimer, size: int, ahead: int = 0) -> Any:
         claims.append(size)
-        return await original_claim(self, size)
+        return await original_claim(self, size, ahead)
 
     def start_then_stop(self: Executor, job: Any) -> None:
         self.state.stop()  # at once, not at the loop's next turn as worker.stop() would

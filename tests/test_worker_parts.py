@@ -40,8 +40,8 @@ def with_database(dsn: str, test: Callable[[Reconnecting], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def state(concurrency: int = 4) -> State:
-    return State(concurrency)
+def state(concurrency: int = 4, prefetch: int = 0) -> State:
+    return State(concurrency, prefetch)
 
 
 def held(job: ClaimedJob, result: str | None = None, error: str | None = None) -> Held:
@@ -88,8 +88,8 @@ def test_the_claimer_claims_only_for_free_slots(dsn, db):
     async def test(conn: Reconnecting) -> int:
         shared = state(concurrency=2)
         part = claimer(conn, shared, started)
-        assert await part.free_slots() == 2
-        rows = await part.claim(await part.free_slots())
+        assert await part.room_to_claim() == 2
+        rows = await part.claim(await part.room_to_claim())
         return int(rows.rowcount)
 
     assert with_database(dsn, test) == 2
@@ -110,9 +110,9 @@ def test_a_rate_limited_claimer_waits_for_budget_not_for_wake_ups(dsn, db):
         part = claimer(conn, shared, started, poll_interval=30.0)
         send = part.claim
 
-        async def counted(size: int) -> Any:
+        async def counted(size: int, ahead: int = 0) -> Any:
             claims.append(asyncio.get_running_loop().time())
-            return await send(size)
+            return await send(size, ahead)
 
         part.claim = counted  # type: ignore[method-assign]
         running = asyncio.create_task(part.run())

@@ -37,6 +37,11 @@ def migrate(ctx: Context) -> None:
 @click.argument("target", metavar="MODULE:OBJECT")
 @click.option("--concurrency", type=click.IntRange(1, 1000), help="Handlers run at once.")
 @click.option("--batch-size", type=click.IntRange(1, 10000), help="Jobs claimed per call.")
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, 10000),
+    help="Jobs held ahead of the handlers (default: the batch size).",
+)
 @click.option("--queues", help="Comma-separated queues to work (default: all with handlers).")
 @click.option("--poll-interval", type=Seconds(0.01, 3600), help="Seconds between polls.")
 @click.option(
@@ -65,6 +70,7 @@ def worker(
     target: str,
     concurrency: int | None,
     batch_size: int | None,
+    prefetch: int | None,
     queues: str | None,
     poll_interval: float | None,
     maintenance_interval: float | None,
@@ -91,6 +97,7 @@ def worker(
     found.configure(
         concurrency=concurrency,
         batch_size=batch_size,
+        prefetch=prefetch,
         poll_interval=poll_interval,
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
         maintenance_interval=maintenance_interval,

@@ -1,14 +1,21 @@
-"""The claimer: leases due jobs for free handler slots and hands each to the executor.
+"""The claimer: leases due jobs for the worker's slots and hands each to the executor.
 
-It claims only for free slots (at most batch_size a claim), so no job waits
-leased on a busy worker while another worker idles. While handlers run it
-claims again only once `enough_free` slots are free, or CLAIM_GATHER_SECONDS
-after the first one freed up: a busy worker claims in batches, not job by job.
-When a full batch arrives and slots are free beyond it, the next claim is sent
-before that batch is read and started, so that the database leases it while
-this loop starts the last one. One claim in flight at a time, never two: two
-would skip each other's locked rows and split what one claim would take.
-When the queues are drained it waits for a wake-up (NOTIFY) or poll_interval.
+It claims for the room under the bound on jobs held (`state.capacity`,
+concurrency + prefetch): jobs for idle slots, and up to `prefetch` more that
+wait in memory, so that a freed slot starts its next job without a round trip.
+The bound keeps a busy worker from hoarding what an idle one could run. After
+a claim comes back short (the queues are drained, or SQL refused jobs ahead
+because a queue has a fleet-wide limit) it claims only for idle slots, as with
+prefetch 0, until a claim comes back full.
+
+While handlers run it claims again only once `enough` jobs can be claimed, or
+CLAIM_GATHER_SECONDS after the first one can: a busy worker claims in batches,
+not job by job. When a full batch arrives and room is left beyond it, the next
+claim is sent before that batch is read and started, so that the database
+leases it while this loop starts the last one. One claim in flight at a time,
+never two: two would skip each other's locked rows and split what one claim
+would take. When the queues are drained it waits for a wake-up (NOTIFY) or
+poll_interval.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ logger = logging.getLogger("pyqueue.worker")
 
 # A claim in flight; its cursor holds the claimed rows, received but not yet read.
 Claim = asyncio.Task[psycopg.AsyncCursor[Any]]
+# A claim sent: (jobs asked for, how many of them ahead of idle slots, the claim).
+Sent = tuple[int, int, Claim]
 
 # While handlers run, how long a free slot waits for others before claiming.
 CLAIM_GATHER_SECONDS = 0.05
@@ -63,23 +72,26 @@ class Claimer:
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease)
         self.poll_interval = poll_interval
-        # Claim again, while handlers run, once this many slots are free.
-        self.enough_free = max(1, min(batch_size, state.concurrency) // 2)
+        # Whether claims go beyond the idle slots (see the module's docstring).
+        self.prefetching = state.capacity > state.concurrency
+        self.claim_ahead = self.prefetching
+        self.enough_now = max(1, min(batch_size, state.concurrency) // 2)
+        self.enough_ahead = max(1, min(batch_size, state.capacity) // 2)
         # When claim_wait last said a NOTIFY may bring work (loop time).
         self.notify_may_help_at = -float("inf")
 
     async def run(self) -> None:
         """Claim and start jobs until the state says stopping; hand back what comes after."""
         state = self.state
-        ahead: tuple[int, Claim] | None = None
+        next_claim: Sent | None = None
         try:
             while not state.stopping.is_set():
-                if ahead is None:
-                    free = await self.free_slots()
-                    if free == 0:
+                if next_claim is None:
+                    wanted = await self.room_to_claim()
+                    if wanted == 0:
                         continue
-                    ahead = self._send(min(self.batch_size, free))
-                (wanted, claim), ahead = ahead, None
+                    next_claim = self._send(wanted)
+                (wanted, ahead, claim), next_claim = next_claim, None
                 try:
                     rows = await claim
                 except Stopping:
@@ -94,25 +106,41 @@ class Claimer:
                 got = rows.rowcount
                 if self.on_claim is not None:
                     self.on_claim(got)
-                free = state.free - got
-                if got == wanted and free >= self.enough_free:
-                    ahead = self._send(min(self.batch_size, free))
+                self.claim_ahead = self.prefetching and got == wanted
+                more = self.claimable(arriving=got)
+                if got == wanted and more >= self.enough:
+                    next_claim = self._send(more, arriving=got)
                     await asyncio.sleep(0)  # the claim goes out now, not after the starts
                 for job in await read(rows):
                     self.start(job)
-                if got == 0:
-                    await self.idle()
-                elif got < wanted:  # the queues are drained: idle until woken
-                    await wait_for(state.wake, self.poll_interval)
+                if got < wanted - ahead:  # fewer than the idle slots asked: drained
+                    if got == 0:
+                        await self.idle()
+                    else:
+                        await wait_for(state.wake, self.poll_interval)
         finally:
-            if ahead is not None:
-                await self._hand_back_in_flight(ahead[1])
+            if next_claim is not None:
+                await self._hand_back_in_flight(next_claim[2])
 
-    async def claim(self, size: int) -> psycopg.AsyncCursor[Any]:
-        """Lease up to `size` due jobs; their rows are received, not yet read (see `read`)."""
+    @property
+    def enough(self) -> int:
+        """Claim, while handlers run, once this many jobs can be claimed."""
+        return self.enough_ahead if self.claim_ahead else self.enough_now
+
+    def claimable(self, arriving: int = 0) -> int:
+        """How many jobs to claim, at most batch_size, with `arriving` claimed but not started."""
+        state = self.state
+        room = state.room - arriving
+        if not self.claim_ahead:
+            room = min(room, state.idle_slots - arriving)
+        return max(0, min(self.batch_size, room))
+
+    async def claim(self, size: int, ahead: int = 0) -> psycopg.AsyncCursor[Any]:
+        """Lease up to `size` due jobs, `ahead` of them beyond the idle slots (none from
+        a limited queue); their rows are received, not yet read (see `read`)."""
         return await self.db.execute(
             queries.CLAIM,
-            [self.queues, self.name, size, self.lease],
+            [self.queues, self.name, size, self.lease, ahead],
             binary=True,
             stopping=self.state.stopping,
         )
@@ -147,21 +175,22 @@ class Claimer:
             return
         await wait_any(self.state.stopping, timeout=min(row[0].total_seconds(), self.poll_interval))
 
-    async def free_slots(self) -> int:
-        """Wait for enough_free free slots, or any after CLAIM_GATHER_SECONDS; 0 if stopping."""
+    async def room_to_claim(self) -> int:
+        """Wait until `enough` jobs can be claimed, or any after CLAIM_GATHER_SECONDS;
+        how many (0 if stopping)."""
         state = self.state
         loop = asyncio.get_running_loop()
         deadline = None
         while not state.stopping.is_set():
-            free = state.free
-            if free >= self.enough_free:
-                return free
+            wanted = self.claimable()
+            if wanted >= self.enough:
+                return wanted
             timeout = None
-            if free > 0:
+            if wanted > 0:
                 now = loop.time()
                 deadline = deadline or now + CLAIM_GATHER_SECONDS
                 if now >= deadline:
-                    return free
+                    return wanted
                 timeout = deadline - now
             state.slot_free.clear()
             await wait_for(state.slot_free, timeout)
@@ -185,10 +214,11 @@ class Claimer:
                 str(error) or "timeout",
             )
 
-    def _send(self, wanted: int) -> tuple[int, Claim]:
+    def _send(self, wanted: int, arriving: int = 0) -> Sent:
         # Cleared before the claim: a NOTIFY arriving during it claims again.
         self.state.wake.clear()
-        return wanted, asyncio.ensure_future(self.claim(wanted))
+        ahead = wanted - min(wanted, max(0, self.state.idle_slots - arriving))
+        return wanted, ahead, asyncio.ensure_future(self.claim(wanted, ahead))
 
     async def _hand_back_in_flight(self, claim: Claim) -> None:
         try:

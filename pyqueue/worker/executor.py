@@ -1,4 +1,7 @@
-"""The executor: runs each started job's handler and queues its outcome for the completer.
+"""The executor: runs each claimed job's handler in a slot and queues its outcome for the completer.
+
+A job claimed while every slot is busy waits in `state.waiting` and starts
+when a handler finishes, on the loop, without a round trip to the database.
 
 An `async def` handler runs as a task on the worker's loop; a plain one on a
 daemon thread (threads.py). A thread hands its outcome back together with those
@@ -78,15 +81,39 @@ class Executor:
         self.max_abandoned = max_abandoned
 
     def start(self, job: ClaimedJob) -> None:
-        """Run the job's handler in a free slot (the claimer claims only for free ones)."""
+        """Hold a claimed job: run its handler in a free slot, or queue it for the next one."""
         held = Held(job, JobContext(job, self.loop, self._send_progress, self.transactions))
         state = self.state
         state.held[job.id] = held
-        state.running += 1
-        if self.runs_async[job.queue]:
+        if state.running < state.concurrency and not state.waiting:
+            self._run(held)
+        else:
+            state.waiting.append(held)
+
+    def take_waiting(self) -> list[ClaimedJob]:
+        """The jobs not started, no longer held (at a stop: the claimer hands them back)."""
+        state = self.state
+        jobs = []
+        while state.waiting:
+            held = state.waiting.popleft()
+            held.finished = True
+            state.forget(held)
+            jobs.append(held.job)
+        return jobs
+
+    def _run(self, held: Held) -> None:
+        held.started = True
+        self.state.running += 1
+        if self.runs_async[held.job.queue]:
             held.task = self._track(self._run_async(held))
         else:
             self.threads.submit(held)
+
+    def _start_waiting(self) -> None:
+        """Start waiting jobs in the free slots, unless the worker is stopping."""
+        state = self.state
+        while state.waiting and state.running < state.concurrency and not state.stopping.is_set():
+            self._run(state.waiting.popleft())
 
     def abandon(self, held: Held) -> None:
         """Stop waiting for the handler of a job the worker no longer holds.
@@ -101,9 +128,13 @@ class Executor:
             return
         held.finished = held.abandoned = True
         state = self.state
+        state.forget(held)
+        if not held.started:  # it waited for a slot: nothing runs
+            state.waiting.remove(held)
+            return
         state.running -= 1
         state.slot_free.set()
-        state.forget(held)
+        self._start_waiting()
         if held.task is not None:
             held.task.cancel()
             return
@@ -141,7 +172,7 @@ class Executor:
             task.cancel()
         if late:  # so that the outcomes they hold are queued before the last writes
             await asyncio.wait(late, timeout=CANCEL_SECONDS)
-        unfinished = [h for h in state.held.values() if not h.finished]
+        unfinished = [h for h in state.held.values() if h.started and not h.finished]
         if unfinished:
             logger.warning(
                 "grace period of %g s over: failing jobs %s whose handlers still run",
@@ -237,6 +268,8 @@ class Executor:
         state = self.state
         state.running -= 1
         state.slot_free.set()
+        if state.waiting:
+            self._start_waiting()
         if held.context.settled:  # completed in the handler's own transaction
             if error is not None:
                 logger.warning("job %s: completed in its transaction, then failed: %s",

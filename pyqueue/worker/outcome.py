@@ -25,6 +25,7 @@ class Held:
 
     job: ClaimedJob
     context: JobContext
+    started: bool = False  # its handler has been started (else it waits for a slot)
     finished: bool = False  # the handler is done; its outcome is on the way to SQL
     lost: bool = False  # a heartbeat found the lease gone (already logged)
     abandoned: bool = False  # lost while its handler ran: its slot was freed

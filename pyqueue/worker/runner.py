@@ -38,7 +38,9 @@ def default_worker_name() -> str:
 class Worker:
     """Runs the handlers registered per queue on the jobs claimed from PostgreSQL.
 
-    Defaults: 4 handlers at once, claims of at most 10 jobs, a 30 s lease
+    Defaults: 4 handlers at once, claims of at most 10 jobs, as many held
+    ahead of the handlers (prefetch: at most concurrency + prefetch jobs held
+    by this worker at any time), a 30 s lease
     extended every lease/3, a poll every 5 s when no NOTIFY arrives, 25 s for
     running handlers to finish after SIGTERM, and a maintenance pass (shared by
     the whole fleet) every 10 s; maintenance_interval=None leaves maintenance to
@@ -51,6 +53,7 @@ class Worker:
         *,
         concurrency: int = 4,
         batch_size: int = 10,
+        prefetch: int | None = None,
         poll_interval: float = 5.0,
         lease: float = 30.0,
         heartbeat_interval: float | None = None,
@@ -68,6 +71,7 @@ class Worker:
         self.settings = checked_settings(
             concurrency=concurrency,
             batch_size=batch_size,
+            prefetch=prefetch,
             poll_interval=poll_interval,
             lease=lease,
             heartbeat_interval=heartbeat_interval,
@@ -129,6 +133,7 @@ class Worker:
         *,
         concurrency: int | None = None,
         batch_size: int | None = None,
+        prefetch: int | None = None,
         poll_interval: float | None = None,
         queues: Sequence[str] | None = None,
         maintenance_interval: float | None = None,
@@ -142,6 +147,7 @@ class Worker:
             self.settings,
             concurrency=concurrency,
             batch_size=batch_size,
+            prefetch=prefetch,
             poll_interval=poll_interval,
             maintenance_interval=maintenance_interval,
             maintenance=maintenance,

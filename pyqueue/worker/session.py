@@ -6,9 +6,11 @@
                                                   ▲
                                             LeaseKeeper
 
-A job travels: claimed by the Claimer (for a free slot), started by the
-Executor, its handler's outcome queued to the Completer, which stores it and
-forgets the job; the LeaseKeeper extends its lease all the while. The parts
+A job travels: claimed by the Claimer (for an idle slot, or ahead of the
+slots within the prefetch bound), started by the Executor in a slot (at
+once, or when one frees up), its handler's outcome queued to the Completer,
+which stores it and forgets the job; the LeaseKeeper extends its lease all
+the while. At a stop, the jobs not started are handed back. The parts
 meet only in State and in the outcomes queue, and all run on one event loop.
 
 Connections: the completer has one of its own, so that storing one burst
@@ -54,7 +56,7 @@ class Session:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.state = State(settings.concurrency)
+        self.state = State(settings.concurrency, settings.prefetch)
 
         def connection(role: str) -> Reconnecting:
             # role names the connection in logs and in the reconnects metric.
@@ -113,6 +115,7 @@ class Session:
             # LISTEN before the first claim, so no enqueue falls between the two.
             await wait_any(self.listener.listening, self.state.stopping)
             await self.claimer.run()
+            await self.claimer.hand_back(self.executor.take_waiting())
             await self.executor.finish(self.settings.grace_period)
             await self.completer.drained(FINAL_WRITES_SECONDS)
         finally:

@@ -14,6 +14,8 @@ from pyqueue.errors import InvalidArgument
 class Settings:
     concurrency: int
     batch_size: int
+    # Jobs held beyond the handler slots, claimed ahead to start as slots free up.
+    prefetch: int
     poll_interval: float
     lease: float
     heartbeat_interval: float
@@ -29,6 +31,7 @@ def checked_settings(
     *,
     concurrency: int,
     batch_size: int,
+    prefetch: int | None,
     poll_interval: float,
     lease: float,
     heartbeat_interval: float | None,
@@ -36,7 +39,8 @@ def checked_settings(
     max_abandoned_threads: int | None,
     maintenance_interval: float | None,
 ) -> Settings:
-    """Worker()'s settings, each checked; heartbeat every lease/3 unless given."""
+    """Worker()'s settings, each checked; heartbeat every lease/3 and prefetch
+    batch_size unless given."""
     lease = seconds("lease", lease)
     heartbeat = lease / 3 if heartbeat_interval is None else heartbeat_interval
     heartbeat = seconds("heartbeat_interval", heartbeat)
@@ -45,9 +49,11 @@ def checked_settings(
             f"heartbeat_interval ({heartbeat:g} s) must be shorter than the lease "
             f"({lease:g} s), or leases expire between heartbeats"
         )
+    batch_size = positive_int("batch_size", batch_size, 10000)
     return Settings(
         concurrency=positive_int("concurrency", concurrency, 10000),
-        batch_size=positive_int("batch_size", batch_size, 10000),
+        batch_size=batch_size,
+        prefetch=batch_size if prefetch is None else count("prefetch", prefetch, 10000),
         poll_interval=seconds("poll_interval", poll_interval),
         lease=lease,
         heartbeat_interval=heartbeat,
@@ -68,6 +74,12 @@ def checked_settings(
 def positive_int(name: str, value: object, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidArgument(f"{name} must be an integer from 1 to {maximum}, got {value!r}")
+    return value
+
+
+def count(name: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise InvalidArgument(f"{name} must be an integer from 0 to {maximum}, got {value!r}")
     return value
 
 
@@ -95,6 +107,7 @@ def overridden(
     *,
     concurrency: int | None,
     batch_size: int | None,
+    prefetch: int | None,
     poll_interval: float | None,
     maintenance_interval: float | None,
     maintenance: bool,
@@ -108,6 +121,8 @@ def overridden(
         changes["concurrency"] = positive_int("concurrency", concurrency, 10000)
     if batch_size is not None:
         changes["batch_size"] = positive_int("batch_size", batch_size, 10000)
+    if prefetch is not None:
+        changes["prefetch"] = count("prefetch", prefetch, 10000)
     if poll_interval is not None:
         changes["poll_interval"] = seconds("poll_interval", poll_interval)
     if maintenance_interval is not None:

@@ -1,4 +1,4 @@
-"""What the parts of one worker run share: the jobs held, the handler slots, two signals.
+"""What the parts of one worker run share: the jobs held, the handler slots, the signals.
 
 Every part runs on the worker's one event loop, so none of this needs a lock:
 a part reads and writes it between two awaits.
@@ -7,6 +7,7 @@ a part reads and writes it between two awaits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -17,28 +18,33 @@ logger = logging.getLogger("pyqueue.worker")
 
 
 class State:
-    """The jobs held from claim until their outcome is stored, and the free slots.
+    """The jobs held from claim until their outcome is stored, and the handler slots.
 
-    A slot is taken from the claim of a job until its outcome is stored, not
-    only while its handler runs: so the jobs this worker holds `running` in the
-    database (the most a kill -9 can make run again) never exceed `concurrency`,
-    however far storing outcomes falls behind the handlers.
+    A worker holds at most `concurrency + prefetch` jobs `running` in the
+    database (the most a kill -9 can make run again), however far storing
+    outcomes falls behind the handlers: the claimer claims only for the room
+    left under that bound. Of those, at most `concurrency` run handlers; the
+    others wait in memory for a slot (prefetched, so that a freed slot starts
+    its next job without a round trip) or for their outcome to be stored.
 
     - `held`: every job this worker has claimed and not yet stored an outcome
-      for; the lease keeper extends the leases of exactly these. Never more
-      than `concurrency`: the claimer claims only for the slots left (`free`).
+      for; the lease keeper extends the leases of exactly these.
+    - `waiting`: jobs claimed ahead and not started, oldest first (a part of
+      `held`); handed back at a stop.
     - `running`: handlers started and not finished (a part of `held`).
     - `slot_free`: set when a handler finishes or a job is no longer held (the
       claimer clears it before waiting).
     - `wake`: a job may be due, claim now (set by the listener, cleared by the
       claimer before each claim, so a NOTIFY during a claim claims again).
-    - `stopping`: claim no more (set once, by stop() or fail()).
+    - `stopping`: claim no more, start no waiting job (set once, by stop() or fail()).
     - `failure`: why the run must end in an error, if it must (set by fail()).
     """
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, prefetch: int = 0) -> None:
         self.concurrency = concurrency
+        self.capacity = concurrency + prefetch
         self.held: dict[int, Held] = {}
+        self.waiting: collections.deque[Held] = collections.deque()
         self.running = 0
         self.slot_free = asyncio.Event()
         self.wake = asyncio.Event()
@@ -46,9 +52,14 @@ class State:
         self.failure: PyqueueError | None = None
 
     @property
-    def free(self) -> int:
-        """Slots for new claims: those of jobs neither running nor awaiting storage."""
-        return self.concurrency - len(self.held)
+    def room(self) -> int:
+        """How many more jobs may be claimed under the bound on jobs held."""
+        return self.capacity - len(self.held)
+
+    @property
+    def idle_slots(self) -> int:
+        """Handler slots that no running or waiting job will fill."""
+        return self.concurrency - self.running - len(self.waiting)
 
     def forget(self, held: Held) -> None:
         """The job's outcome is stored (or given up on): it is no longer held, its slot is free."""
