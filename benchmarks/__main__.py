@@ -18,14 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import backlog, drain, enqueue, latency, soak
+from benchmarks import backlog, drain, enqueue, handlers, latency, soak
 from benchmarks.config import FULL, QUICK, Config
 from benchmarks.database import BenchDatabase, bench_database
 from benchmarks.report import Report, Row, render_table
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
-SCENARIOS = ("enqueue", "drain", "latency", "backlog", "soak")
+SCENARIOS = ("enqueue", "drain", "handlers", "latency", "backlog", "soak")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,12 +44,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, help="jobs per claim, both sides (default 100)")
     parser.add_argument(
-        "--concurrency", type=int, help="pyqueue worker handler slots (default 200)"
+        "--concurrency", type=int, help="pyqueue worker handler slots (default 100)"
     )
     parser.add_argument(
-        "--async-handler",
+        "--plain-handler",
         action="store_true",
-        help="pyqueue's no-op handler as async def (default: a plain def)",
+        help="pyqueue's no-op handler as a plain def, run on threads (default: async def)",
+    )
+    parser.add_argument("--prefetch", type=int, help="pyqueue worker prefetch (default: its own)")
+    parser.add_argument("--drain-jobs", type=int, help="jobs per drain run (full: 50,000)")
+    parser.add_argument("--drain-rounds", type=int, help="drain runs per side (full: 5)")
+    parser.add_argument(
+        "--processes", help="drain worker processes, comma-separated (default 1,2,4)"
     )
     parser.add_argument(
         "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
@@ -68,8 +74,16 @@ def build_config(args: argparse.Namespace) -> Config:
         changes["batch_size"] = args.batch_size
     if args.concurrency is not None:
         changes["concurrency"] = args.concurrency
-    if args.async_handler:
-        changes["async_handler"] = True
+    if args.plain_handler:
+        changes["async_handler"] = False
+    if args.prefetch is not None:
+        changes["prefetch"] = args.prefetch
+    if args.drain_jobs is not None:
+        changes["drain_jobs"] = args.drain_jobs
+    if args.drain_rounds is not None:
+        changes["drain_rounds"] = args.drain_rounds
+    if args.processes:
+        changes["drain_processes"] = tuple(int(n) for n in args.processes.split(","))
     return replace(config, **changes)
 
 
@@ -84,6 +98,13 @@ def settings(db: BenchDatabase, config: Config, quick: bool) -> dict[str, Any]:
         "batch size (claim, both sides)": config.batch_size,
         "worker concurrency (pyqueue handler slots)": config.concurrency,
         "pyqueue handler": "async def" if config.async_handler else "plain def (on threads)",
+        "pyqueue prefetch": "the worker's default" if config.prefetch is None else config.prefetch,
+        "narrow drain concurrency (1 process)": config.narrow_concurrency,
+        "handlers scenario: time / concurrency / jobs / runs": (
+            f"{config.handler_time * 1000:g} ms / "
+            f"{', '.join(map(str, config.handler_concurrency))} / "
+            f"{config.handler_jobs:,} / {config.handler_rounds}"
+        ),
         "worker processes (drain)": " then ".join(map(str, config.drain_processes)),
         "worker processes (latency, soak)": 1,
         "enqueue batch / seconds per side / rounds": (
@@ -142,8 +163,14 @@ def run(args: argparse.Namespace) -> Report:
             report.details.update(details)
             return rows
 
+        def run_handlers() -> list[Row]:
+            rows, details = handlers.run(db, config)
+            report.details.update(details)
+            return rows
+
         step("enqueue", lambda: enqueue.run(db, config))
         step("drain", run_drain)
+        step("handlers", run_handlers)
 
         def run_latency() -> list[Row]:
             rows, details = latency.run(db, config)

@@ -11,11 +11,14 @@ QUEUE = "bench"
 class Config:
     # Worker shape, the same for pyqueue and the baseline.
     batch_size: int = 100
-    # Handler slots: twice the batch, so that a worker can claim its next batch
-    # while the handlers of the last one finish (with as many slots as the batch
-    # it waits for them first). The raw loop runs its batch inline.
-    concurrency: int = 200
-    async_handler: bool = False
+    # pyqueue's handler slots, and its handler kind; the raw loop runs its
+    # batch inline. Prefetch None: the worker's default.
+    concurrency: int = 100
+    async_handler: bool = True
+    prefetch: int | None = None
+    # Seconds each pyqueue handler takes (0: returns at once); the handlers
+    # scenario sets it for its runs.
+    handler_seconds: float = 0.0
     # 1. enqueue: seconds per side, split into alternating rounds so that
     # drift in the machine's load falls on both sides alike; enough rounds that
     # one slow round moves the ratio little.
@@ -27,8 +30,16 @@ class Config:
     # neighbour on the machine does not decide the figure (an odd number, so
     # the median is a run that happened).
     drain_jobs: int = 50_000
-    drain_processes: tuple[int, ...] = (1, 2)
+    drain_processes: tuple[int, ...] = (1, 2, 4)
     drain_rounds: int = 5
+    # One process with few slots: each slot must find its next job waiting.
+    narrow_concurrency: int = 10
+    # 2b. handlers: handlers taking handler_time, async def and plain, at each
+    # concurrency, against the c/t limit (or the no-op drain rate if lower).
+    handler_time: float = 0.002
+    handler_concurrency: tuple[int, ...] = (10, 100)
+    handler_jobs: int = 20_000
+    handler_rounds: int = 3
     # 3. latency
     latency_jobs: int = 500
     latency_interval: float = 0.01
@@ -61,6 +72,8 @@ QUICK = Config(
     enqueue_rounds=2,
     drain_jobs=2_000,
     drain_rounds=1,
+    handler_jobs=1_000,
+    handler_rounds=1,
     latency_jobs=50,
     backlog_due=2_000,
     backlog_small=2_000,

@@ -1,4 +1,5 @@
-"""Scenario 2: drain a full queue with one worker process, then two.
+"""Scenario 2: drain a full queue with one worker process, then two and four;
+then one process with few handler slots (narrow_concurrency).
 
 Each side runs `drain_rounds` times, alternating which goes first, and the
 median run is reported. The jobs are enqueued first (setup, not measured). The
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -103,33 +105,54 @@ def drain_once(db: BenchDatabase, config: Config, kind: str, processes: int) -> 
     return rate_of(notes)
 
 
+def cases(config: Config) -> list[tuple[int, int]]:
+    """(processes, pyqueue concurrency) of each row, in the order run."""
+    found = [(processes, config.concurrency) for processes in config.drain_processes]
+    if config.narrow_concurrency != config.concurrency:
+        found.append((1, config.narrow_concurrency))
+    return found
+
+
+def target(config: Config, processes: int, concurrency: int) -> Target:
+    if processes > 1:
+        return Target("ratio", at_least=0.7)
+    return Target("ratio", at_least=0.5 if concurrency <= config.narrow_concurrency else 0.8)
+
+
+def handlers(config: Config, concurrency: int) -> str:
+    return f"{concurrency} {'async def' if config.async_handler else 'plain'} handlers"
+
+
 def run(db: BenchDatabase, config: Config) -> tuple[list[Row], dict[str, Any]]:
     rows = []
     details: dict[str, Any] = {}
-    for n, processes in enumerate(config.drain_processes):
+    for n, (processes, concurrency) in enumerate(cases(config)):
+        shape = replace(config, concurrency=concurrency)
         runs: dict[str, list[float]] = {"pyqueue": [], "raw": []}
         for r in range(config.drain_rounds):
             order = ["pyqueue", "raw"] if (n + r) % 2 == 0 else ["raw", "pyqueue"]
             for kind in order:
-                runs[kind].append(drain_once(db, config, kind, processes))
+                runs[kind].append(drain_once(db, shape, kind, processes))
         rates = {kind: statistics.median(rates_of_runs) for kind, rates_of_runs in runs.items()}
         plural = "process" if processes == 1 else "processes"
         rows.append(
             Row(
-                f"2. drain {config.drain_jobs:,} jobs, {processes} worker {plural}",
+                f"2. drain {config.drain_jobs:,} jobs, {processes} worker {plural}, "
+                f"{handlers(config, concurrency)}",
                 "jobs/s",
                 rates["pyqueue"],
                 rates["raw"],
-                Target("ratio", at_least=0.7) if processes == 1 else None,
+                target(config, processes, concurrency),
                 f"median of {config.drain_rounds} runs per side, each job checked to have run "
                 "exactly once"
                 if n == 0
                 else "",
             )
         )
-        details[f"drain_rate_{processes}_processes"] = rates
-        details[f"drain_runs_{processes}_processes"] = runs
-        if processes == 1:
+        key = f"{processes}_processes_concurrency_{concurrency}"
+        details[f"drain_rate_{key}"] = rates
+        details[f"drain_runs_{key}"] = runs
+        if processes == 1 and concurrency == config.concurrency:
             details["drain_rate_one_process"] = rates["pyqueue"]
     db.reset()
     return rows, details

@@ -37,6 +37,10 @@ class WorkerProcesses:
         ]  # fmt: skip
         if config.async_handler:
             options.append("--async-handler")
+        if config.handler_seconds:
+            options += ["--handler-seconds", str(config.handler_seconds)]
+        if config.prefetch is not None:
+            options += ["--prefetch", str(config.prefetch)]
         self._commands = [
             [
                 sys.executable, "-m", "benchmarks.workerproc", kind, dsn, str(ledger), *options,

@@ -2,8 +2,9 @@
 
     python -m benchmarks.workerproc pyqueue|raw DSN LEDGER [--batch-size N] ...
 
-Both run the same no-op handler, which notes in memory the job's number, when
-it started, and when it was enqueued (for the latency scenario); the process
+Both run the same handler, which notes in memory the job's number, when it
+started, and when it was enqueued (for the latency scenario), then returns at
+once, or after --handler-seconds (pyqueue only: the handlers scenario); the process
 writes these notes to LEDGER when it stops (SIGTERM). The harness reads every
 ledger afterwards to check that each job ran exactly once and to time the run.
 The notes cost a list append per job, on both sides alike.
@@ -17,6 +18,7 @@ could not yet write its ledger.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import time
@@ -72,16 +74,32 @@ def run_pyqueue(args: argparse.Namespace, ledger: Ledger) -> None:
     worker = Worker(
         concurrency=args.concurrency,
         batch_size=args.batch_size,
+        prefetch=args.prefetch,
         poll_interval=args.poll_interval,
         grace_period=10.0,
         name=f"bench-{args.kind}",
     )
 
-    if args.async_handler:
+    takes = args.handler_seconds
+    if args.async_handler and takes:
+
+        @worker.handler(args.queue)
+        async def handle_async_for(payload: Any, job: Any) -> None:
+            ledger.note(payload)
+            await asyncio.sleep(takes)
+
+    elif args.async_handler:
 
         @worker.handler(args.queue)
         async def handle_async(payload: Any, job: Any) -> None:
             ledger.note(payload)
+
+    elif takes:
+
+        @worker.handler(args.queue)
+        def handle_for(payload: Any, job: Any) -> None:
+            ledger.note(payload)
+            time.sleep(takes)
 
     else:
 
@@ -148,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--async-handler", action="store_true")
+    parser.add_argument("--handler-seconds", type=float, default=0.0)
+    parser.add_argument("--prefetch", type=int, help="pyqueue: jobs held ahead (default: its own)")
     parser.add_argument("--ready", type=Path, help="file to create once ready")
     parser.add_argument("--go", type=Path, help="file whose creation starts the work")
     args = parser.parse_args(argv)

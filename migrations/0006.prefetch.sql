@@ -94,7 +94,7 @@ BEGIN
         RAISE EXCEPTION 'pyqueue: ahead must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM _check_range('ahead', ahead, 0, batch_size - 1);
+    PERFORM _check_range('ahead', ahead, 0, batch_size);
 
     IF pg_try_advisory_xact_lock(hashtext('pyqueue.recover_expired')) THEN
         PERFORM recover_expired();
@@ -110,6 +110,9 @@ BEGIN
             WHERE f.name = ANY (claim_batch.queues)
               AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)) THEN
             batch_size := claim_batch.batch_size - claim_batch.ahead;
+            IF batch_size = 0 THEN
+                RETURN;
+            END IF;
         END IF;
         allowed := _flow_allowances(claim_batch.queues, claim_batch.batch_size);
     END IF;

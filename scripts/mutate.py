@@ -188,6 +188,12 @@ MUTATIONS = [
         "claim_batch keeps the progress reported by the job's previous attempt",
     ),
     Mutation(
+        "claim-ahead-from-limited", "claim_batch", "20_claim.sql",
+        "batch_size := claim_batch.batch_size - claim_batch.ahead;",
+        "batch_size := claim_batch.batch_size;",
+        "claim_batch takes jobs ahead of free slots from a queue with a fleet-wide limit",
+    ),
+    Mutation(
         "release-counts-attempt", "release", "20_claim.sql",
         "attempt      = j.attempt - 1,",
         "attempt      = j.attempt,",

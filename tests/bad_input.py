@@ -212,6 +212,21 @@ CASES = [
         "lease must not be NULL",
     ),
     BadInput(
+        "claim ahead beyond the batch",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 5, ahead => 6)",
+        "ahead must be between 0 and 5",
+    ),
+    BadInput(
+        "claim ahead negative",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 5, ahead => -1)",
+        "ahead must be between 0 and 5",
+    ),
+    BadInput(
+        "claim ahead NULL",
+        "SELECT * FROM pyqueue.claim_batch(ARRAY['q'], 'w', 5, ahead => NULL)",
+        "ahead must not be NULL",
+    ),
+    BadInput(
         "heartbeat pairs",
         "SELECT * FROM pyqueue.heartbeat(ARRAY[1, 2], ARRAY[gen_random_uuid()])",
         "job_ids has 2 elements, lease_tokens has 1",

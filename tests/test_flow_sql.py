@@ -135,6 +135,49 @@ def test_repeatable_read_claim_cannot_count_stale(db: Conn, dsn: str) -> None:
     assert running(db) == 2
 
 
+# -- Claims ahead of free slots (a worker's prefetch) ------------------------------
+
+
+def claim_ahead(db: Conn, queues: list[str], batch_size: int, ahead: int) -> list[Any]:
+    return rows(
+        db,
+        "SELECT id, queue FROM pyqueue.claim_batch(%s, 'w', %s, ahead => %s)",
+        [queues, batch_size, ahead],
+    )
+
+
+def test_an_unlimited_queue_gives_jobs_ahead(db: Conn) -> None:
+    fill(db)
+    assert len(claim_ahead(db, ["q"], 10, 7)) == 10
+    assert len(claim_ahead(db, ["q"], 10, 10)) == 10
+
+
+@pytest.mark.parametrize(
+    "limit",
+    ["concurrency => 100", "rate_limit => 100, rate_period => '1 minute'"],
+    ids=["concurrency", "rate"],
+)
+def test_a_limited_queue_gives_none_ahead(db: Conn, limit: str) -> None:
+    """Jobs ahead would hold the limit's budget in one worker's memory: a claim
+    with a limited queue takes only the jobs for free slots, however loose the limit."""
+    fill(db, "limited", 20)
+    fill(db, "free", 20)
+    db.execute(f"SELECT pyqueue.configure_queue('limited', {limit})")
+    assert len(claim_ahead(db, ["limited"], 10, 7)) == 3
+    assert claim_ahead(db, ["limited"], 10, 10) == []
+    # With an unlimited queue beside it: still only the jobs for free slots.
+    assert len(claim_ahead(db, ["free", "limited"], 10, 6)) == 4
+    assert len(claim_ahead(db, ["free"], 10, 6)) == 10
+
+
+def test_a_paused_queue_does_not_stop_claims_ahead_of_another(db: Conn) -> None:
+    fill(db, "paused", 5)
+    fill(db, "free", 20)
+    db.execute("SELECT pyqueue.pause_queue('paused')")
+    got = claim_ahead(db, ["paused", "free"], 10, 8)
+    assert [j["queue"] for j in got] == ["free"] * 10
+
+
 # -- Rate limits ----------------------------------------------------------------
 
 
