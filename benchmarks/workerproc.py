@@ -71,10 +71,12 @@ def wait_for_go(args: argparse.Namespace, stopping: Callable[[], bool]) -> None:
 def run_pyqueue(args: argparse.Namespace, ledger: Ledger) -> None:
     from pyqueue.worker import Worker
 
+    # prefetch only when asked for, so that this harness also drives releases without it.
+    shape = {} if args.prefetch is None else {"prefetch": args.prefetch}
     worker = Worker(
         concurrency=args.concurrency,
         batch_size=args.batch_size,
-        prefetch=args.prefetch,
+        **shape,
         poll_interval=args.poll_interval,
         grace_period=10.0,
         name=f"bench-{args.kind}",

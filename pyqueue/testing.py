@@ -86,7 +86,7 @@ async def drain_async(
     ran: list[Job] = []
     with _connection(database) as conn:
         while True:
-            row = conn.execute(queries.CLAIM, [wanted, name, 1, LEASE]).fetchone()
+            row = conn.execute(queries.CLAIM, [wanted, name, 1, LEASE, 0]).fetchone()
             if row is None:
                 return ran
             if len(ran) == max_jobs:

@@ -267,14 +267,18 @@ def test_a_job_enqueued_to_an_idle_worker_process_starts_at_once(ledger, workers
     assert worker.wait(20) == 0
 
 
-def test_a_worker_never_holds_more_running_jobs_than_its_concurrency(ledger, workers):
+@pytest.mark.parametrize("prefetch", [0, 4])
+def test_a_worker_never_holds_more_running_jobs_than_concurrency_plus_prefetch(
+    ledger, workers, prefetch
+):
     # Storing a completion is made slow (a loaded database), the handlers are
     # instant: finished jobs wait for their outcome to be stored, and must keep
-    # their handler slot meanwhile, or the worker claims on and holds ever more.
+    # their place under the bound meanwhile, or the worker claims on and holds ever more.
     ledger.execute(SLOW_COMPLETION)
     ledger.execute("SELECT pyqueue.enqueue_batch('fast', array_fill('{}'::jsonb, ARRAY[1500]))")
     concurrency = 8
-    fleet = [workers("--concurrency", str(concurrency), "--batch-size", "10") for _ in range(2)]
+    options = ["--concurrency", str(concurrency), "--batch-size", "10", "--prefetch", str(prefetch)]
+    fleet = [workers(*options) for _ in range(2)]
     most: dict[str, int] = {}
     deadline = time.monotonic() + 60
     while scalar(ledger, "SELECT count(*) FROM pyqueue.jobs WHERE status <> 'completed'"):
@@ -289,7 +293,7 @@ def test_a_worker_never_holds_more_running_jobs_than_its_concurrency(ledger, wor
         assert worker.wait(20) == 0
     print(f"most jobs running per worker: {most}")
     assert len(most) == 2
-    assert max(most.values()) <= concurrency
+    assert max(most.values()) <= concurrency + prefetch
 
 
 # Every completion waits 2 ms per job, as on a database busy with other work.

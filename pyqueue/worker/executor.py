@@ -3,8 +3,8 @@
 A job claimed while every slot is busy waits in `state.waiting` and starts
 when a handler finishes, on the loop, without a round trip to the database.
 
-An `async def` handler runs as a task on the worker's loop; a plain one on a
-daemon thread (threads.py). A thread hands its outcome back together with those
+An `async def` handler runs on a slot task of the worker's loop (slots.py); a
+plain one on a daemon thread (threads.py). A thread hands its outcome back together with those
 of the other threads that finished meanwhile, in one loop callback: the loop is
 the worker's bottleneck, and a wake-up per job would cost it more than the job.
 
@@ -30,6 +30,7 @@ from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.context import JobContext
 from pyqueue.worker.outcome import Held, encode_result, failure
+from pyqueue.worker.slots import AsyncSlots
 from pyqueue.worker.state import State
 from pyqueue.worker.threads import RETIRE, DaemonThreads
 from pyqueue.worker.transaction import TransactionConnections
@@ -68,7 +69,8 @@ class Executor:
         self.progress_db = progress_db
         self.loop = asyncio.get_running_loop()
         self.runs_async = {queue: is_async(handler) for queue, handler in handlers.items()}
-        # Async handlers, and finished jobs waiting for their last progress report.
+        self.slots = AsyncSlots(self._run_async)
+        # Finished jobs waiting for their last progress report.
         self.tasks: set[asyncio.Task[None]] = set()
         self.threads = DaemonThreads(state.concurrency, "pyqueue-handler", self._run_plain)
         # Outcomes posted by handler threads and not yet taken by the loop.
@@ -105,7 +107,7 @@ class Executor:
         held.started = True
         self.state.running += 1
         if self.runs_async[held.job.queue]:
-            held.task = self._track(self._run_async(held))
+            self.slots.submit(held)
         else:
             self.threads.submit(held)
 
@@ -135,8 +137,9 @@ class Executor:
         state.running -= 1
         state.slot_free.set()
         self._start_waiting()
-        if held.task is not None:
-            held.task.cancel()
+        if self.runs_async[held.job.queue]:
+            if not self.slots.withdraw(held) and held.task is not None:
+                held.task.cancel()
             return
         self.abandoned_threads += 1
         self.threads.add()
@@ -163,6 +166,7 @@ class Executor:
         """
         state = self.state
         if not (state.running or self.tasks):
+            self.slots.cancel()
             return
         logger.info("stopping: waiting up to %g s for %d running handler(s)", grace, state.running)
         with contextlib.suppress(TimeoutError):
@@ -170,6 +174,7 @@ class Executor:
         late = list(self.tasks)
         for task in late:
             task.cancel()
+        late += self.slots.cancel()
         if late:  # so that the outcomes they hold are queued before the last writes
             await asyncio.wait(late, timeout=CANCEL_SECONDS)
         unfinished = [h for h in state.held.values() if h.started and not h.finished]
@@ -189,6 +194,7 @@ class Executor:
         """Cancel async handlers; let handler threads end after their current call."""
         for task in self.tasks:
             task.cancel()
+        self.slots.cancel()
         self.threads.shutdown()
 
     async def _all_finished(self) -> None:
@@ -259,7 +265,7 @@ class Executor:
     ) -> None:
         """A handler is done: free its slot and queue its outcome for storing."""
         if held.finished:  # failed already (the grace period), or abandoned
-            if held.abandoned and held.task is None:  # an abandoned thread's call returned
+            if held.abandoned and not self.runs_async[held.job.queue]:  # a thread's call returned
                 self.abandoned_threads -= 1
             return
         held.finished = True
