@@ -1,9 +1,9 @@
 """The claimer: leases due jobs for the worker's slots and hands each to the executor.
 
-It claims for the room under the bound on jobs held (`state.capacity`,
-concurrency + prefetch): jobs for idle slots, and up to `prefetch` more that
-wait in memory, so that a freed slot starts its next job without a round trip.
-The bound keeps a busy worker from hoarding what an idle one could run. After
+It claims for the room under the bounds on jobs held (state.py): jobs for idle
+slots, and up to `prefetch` more that wait in memory, so that a freed slot
+starts its next job without a round trip. The bound keeps a busy worker from
+hoarding what an idle one could run. After
 a claim comes back short (the queues are drained, or SQL refused jobs ahead
 because a queue has a fleet-wide limit) it claims only for idle slots, as with
 prefetch 0, until a claim comes back full.

@@ -20,12 +20,19 @@ logger = logging.getLogger("pyqueue.worker")
 class State:
     """The jobs held from claim until their outcome is stored, and the handler slots.
 
-    A worker holds at most `concurrency + prefetch` jobs `running` in the
-    database (the most a kill -9 can make run again), however far storing
-    outcomes falls behind the handlers: the claimer claims only for the room
-    left under that bound. Of those, at most `concurrency` run handlers; the
-    others wait in memory for a slot (prefetched, so that a freed slot starts
-    its next job without a round trip) or for their outcome to be stored.
+    Two bounds, which the claimer keeps by claiming only for the `room` they leave:
+
+    - at most `capacity` (concurrency + prefetch) jobs running or waiting to
+      run: of those, at most `concurrency` run handlers; the others wait in
+      memory for a slot (claimed ahead, so that a freed slot starts its next
+      job without a round trip), never more than `prefetch`;
+    - at most `capacity` more whose handlers are done, waiting for their
+      outcome to be stored: when storing falls behind, the worker stops
+      claiming rather than hold ever more.
+
+    So a worker holds at most 2 x capacity jobs `running` in the database (the
+    most a kill -9 can make run again), and at most `prefetch` that another
+    worker could have started.
 
     - `held`: every job this worker has claimed and not yet stored an outcome
       for; the lease keeper extends the leases of exactly these.
@@ -53,8 +60,10 @@ class State:
 
     @property
     def room(self) -> int:
-        """How many more jobs may be claimed under the bound on jobs held."""
-        return self.capacity - len(self.held)
+        """How many more jobs may be claimed under the two bounds on jobs held."""
+        active = self.running + len(self.waiting)
+        storing = len(self.held) - active
+        return self.capacity - active - max(0, storing - self.capacity)
 
     @property
     def idle_slots(self) -> int:
