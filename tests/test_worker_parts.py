@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -194,6 +195,44 @@ def test_the_executor_fails_a_handler_still_running_after_the_grace_period(dsn, 
 
     late = with_database(dsn, test)
     assert late.error == "the worker stopped before the handler finished (grace period 0.1 s)"
+
+
+def test_the_executor_keeps_jobs_claimed_ahead_until_a_slot_frees(dsn, db):
+    for _ in range(3):
+        enqueue(db, "slow")
+    jobs = claim(db, "slow", batch_size=3)
+    started: list[int] = []
+    release = threading.Event()
+
+    def slow(payload: Any, job: JobContext) -> None:  # on a thread: starts at once
+        started.append(job.id)
+        release.wait(30)
+
+    async def test(conn: Reconnecting) -> None:
+        shared = state(concurrency=1, prefetch=2)
+        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        part = Executor({"slow": slow}, shared, outcomes, conn, max_abandoned=1)
+        try:
+            for claimed in jobs:
+                part.start(claimed)
+            await asyncio.sleep(0.05)
+            assert (started, shared.running) == ([jobs[0].id], 1)
+            assert [h.job.id for h in shared.waiting] == [j.id for j in jobs[1:]]
+            # The lease keeper finds the running job and the first waiting one
+            # lost in one heartbeat: the waiting one must not start meanwhile.
+            first, second = shared.held[jobs[0].id], shared.held[jobs[1].id]
+            part.abandon(first)
+            part.abandon(second)
+            await asyncio.sleep(0.05)
+            assert started == [jobs[0].id, jobs[2].id]
+            assert set(shared.held) == {jobs[2].id}
+            assert [j.id for j in part.take_waiting()] == []
+            assert part.abandoned_threads == 1
+        finally:
+            release.set()
+            part.close()
+
+    with_database(dsn, test)
 
 
 # The completer ----------------------------------------------------------------------

@@ -136,7 +136,9 @@ class Executor:
             return
         state.running -= 1
         state.slot_free.set()
-        self._start_waiting()
+        # Not at once: the lease keeper gives up on every lost job in one go, and
+        # a waiting job started now might be one of those it has yet to reach.
+        self.loop.call_soon(self._start_waiting)
         if self.runs_async[held.job.queue]:
             if not self.slots.withdraw(held) and held.task is not None:
                 held.task.cancel()
