@@ -40,10 +40,11 @@ class Worker:
 
     Defaults: 4 handlers at once, claims of at most 10 jobs, as many claimed
     ahead of the handlers (prefetch; worker/state.py states the bounds on the
-    jobs a worker holds), a 30 s lease extended every lease/3, a poll every 5 s when no NOTIFY arrives, 25 s for
-    running handlers to finish after SIGTERM, and a maintenance pass (shared by
-    the whole fleet) every 10 s; maintenance_interval=None leaves maintenance to
-    `pyqueue maintain` or the operator's own scheduler.
+    jobs a worker holds), a 30 s lease extended every lease/3, a poll every
+    5 s when no NOTIFY arrives, 25 s for running handlers to finish after
+    SIGTERM, and a maintenance pass (shared by the whole fleet) every 10 s;
+    maintenance_interval=None leaves maintenance to `pyqueue maintain` or the
+    operator's own scheduler.
     """
 
     def __init__(
