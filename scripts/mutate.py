@@ -194,6 +194,12 @@ MUTATIONS = [
         "claim_batch takes jobs ahead of free slots from a queue with a fleet-wide limit",
     ),
     Mutation(
+        "claim-ahead-with-timeout", "claim_batch", "20_claim.sql",
+        "OR j.timeout IS NULL",
+        "OR true",
+        "claim_batch takes jobs with a timeout ahead of free slots, to spend it waiting",
+    ),
+    Mutation(
         "release-counts-attempt", "release", "20_claim.sql",
         "attempt      = j.attempt - 1,",
         "attempt      = j.attempt,",

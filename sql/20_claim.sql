@@ -17,10 +17,14 @@
 -- sql/22_flow.sql allows; claims of such a queue run one at a time.
 --
 -- `ahead` (0 by default) says how many of the batch_size jobs the worker
--- claims ahead of its free handler slots, to start as slots free up. When any
--- of the queues has a concurrency or rate limit, the claim takes none ahead
--- (at most batch_size - ahead jobs): a job waiting in one worker's memory
--- would hold budget of the limit that another worker could run now.
+-- claims ahead of its free handler slots, to start as slots free up. A job
+-- taken ahead is running here while it waits in the worker's memory, so the
+-- claim takes none ahead:
+-- - when any of the queues has a concurrency or rate limit (the claim takes at
+--   most batch_size - ahead jobs): it would hold budget of the limit that
+--   another worker could use now;
+-- - that has a timeout: its run is timed from the claim, and it would spend
+--   its timeout waiting.
 CREATE OR REPLACE FUNCTION pyqueue.claim_batch(
     queues     text[],
     worker     text,
@@ -96,6 +100,7 @@ BEGIN
             WHERE f.name = ANY (claim_batch.queues)
               AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)) THEN
             batch_size := claim_batch.batch_size - claim_batch.ahead;
+            ahead := 0;
             IF batch_size = 0 THEN
                 RETURN;
             END IF;
@@ -148,6 +153,17 @@ BEGIN
         ORDER BY c.priority DESC, c.run_at, c.id
         LIMIT claim_batch.batch_size
     );
+    IF claim_batch.ahead > 0 THEN
+        -- The jobs past the free slots' share, in claim order, only without a
+        -- timeout; the others stay pending (locked until this claim commits).
+        picked := ARRAY(
+            SELECT p.id
+            FROM unnest(picked) WITH ORDINALITY AS p(id, ord)
+            JOIN jobs j ON j.id = p.id
+            WHERE p.ord <= claim_batch.batch_size - claim_batch.ahead OR j.timeout IS NULL
+            ORDER BY p.ord
+        );
+    END IF;
 
     RETURN QUERY
     WITH claimed AS (

@@ -47,7 +47,7 @@ def claim_statements(db) -> tuple[str, str]:
         "'pyqueue.claim_batch(text[], text, integer, interval, integer)'::regprocedure)",
     )
     found = re.search(
-        r"picked := ARRAY\(\s*(.*?)\s*\);\s*RETURN QUERY\s+(.*?);\s*(?:IF |END;)", body, re.DOTALL
+        r"picked := ARRAY\(\s*(.*?)\s*\);.*?RETURN QUERY\s+(.*?);\s*(?:IF |END;)", body, re.DOTALL
     )
     assert found, "claim_batch has no pick and update statements to explain"
     statements = []

@@ -4,6 +4,7 @@ pause and resume, claim_wait, and the uniqueness modes of idempotency keys."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -168,6 +169,18 @@ def test_a_limited_queue_gives_none_ahead(db: Conn, limit: str) -> None:
     # With an unlimited queue beside it: still only the jobs for free slots.
     assert len(claim_ahead(db, ["free", "limited"], 10, 6)) == 4
     assert len(claim_ahead(db, ["free"], 10, 6)) == 10
+
+
+def test_no_job_with_a_timeout_is_taken_ahead(db: Conn) -> None:
+    """Its run is timed from the claim: waiting in a worker it would spend its timeout."""
+    timed = [enqueue(db, "q", timeout=timedelta(seconds=10)) for _ in range(4)]
+    untimed = [enqueue(db, "q") for _ in range(4)]
+    # Of the 6 first in line, the first 2 fill free slots (any job); of the 4
+    # ahead, only the untimed ones are taken.
+    got = [j["id"] for j in claim_ahead(db, ["q"], 6, 4)]
+    assert got == timed[:2] + untimed[:2]
+    # The timed jobs passed over are still pending, first in line.
+    assert [j["id"] for j in claim_ahead(db, ["q"], 6, 0)] == timed[2:] + untimed[2:]
 
 
 def test_a_paused_queue_does_not_stop_claims_ahead_of_another(db: Conn) -> None:

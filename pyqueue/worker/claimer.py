@@ -2,11 +2,11 @@
 
 It claims for the room under the bounds on jobs held (state.py): jobs for idle
 slots, and up to `prefetch` more that wait in memory, so that a freed slot
-starts its next job without a round trip. The bound keeps a busy worker from
-hoarding what an idle one could run. After
-a claim comes back short (the queues are drained, or SQL refused jobs ahead
-because a queue has a fleet-wide limit) it claims only for idle slots, as with
-prefetch 0, until a claim comes back full.
+starts its next job without a round trip. The bounds keep a busy worker from
+hoarding what an idle one could run. After a claim comes back short (the
+queues are drained, or SQL refused jobs ahead because a queue has a fleet-wide
+limit) it claims only for idle slots, as with prefetch 0, until a claim comes
+back full.
 
 While handlers run it claims again only once `enough` jobs can be claimed, or
 CLAIM_GATHER_SECONDS after the first one can: a busy worker claims in batches,

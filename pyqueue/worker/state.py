@@ -26,8 +26,9 @@ class State:
       run: of those, at most `concurrency` run handlers; the others wait in
       memory for a slot (claimed ahead, so that a freed slot starts its next
       job without a round trip), never more than `prefetch`;
-    - at most `capacity` more whose handlers are done, waiting for their
-      outcome to be stored: when storing falls behind, the worker stops
+    - at most 2 x capacity jobs held in all, counting those whose handlers are
+      done and whose outcomes wait to be stored: storing a burst does not hold
+      up the next claim, and when storing falls behind, the worker stops
       claiming rather than hold ever more.
 
     So a worker holds at most 2 x capacity jobs `running` in the database (the
