@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIOS = ("1. enqueue", "2. drain", "3. latency", "4. ", "5. soak")
+SCENARIOS = ("1. enqueue", "2. drain", "2b. ", "3. latency", "4. ", "5. soak")
 
 
 @pytest.mark.slow
