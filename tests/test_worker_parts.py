@@ -21,7 +21,7 @@ from pyqueue.worker.context import JobContext
 from pyqueue.worker.executor import Executor
 from pyqueue.worker.leases import LeaseKeeper
 from pyqueue.worker.listener import Listener
-from pyqueue.worker.outcome import Held
+from pyqueue.worker.outcome import Held, Outcomes
 from pyqueue.worker.state import State
 from tests.helpers import claim, dead, enqueue, expire_lease, job, scalar, status
 
@@ -159,13 +159,15 @@ def test_the_executor_queues_each_outcome_and_frees_the_slot(dsn, db):
 
     async def test(conn: Reconnecting) -> list[Held]:
         shared = state()
-        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        outcomes: Outcomes = asyncio.Queue()
         part = Executor({"ok": ok, "boom": boom}, shared, outcomes, conn, max_abandoned=1)
         try:
             for claimed in jobs:
                 part.start(claimed)
             assert shared.running == 2 and set(shared.held) == {j.id for j in jobs}
-            done = [await asyncio.wait_for(outcomes.get(), 10) for _ in jobs]
+            done: list[Held] = []
+            while len(done) < len(jobs):
+                done += await asyncio.wait_for(outcomes.get(), 10)
         finally:
             part.close()
         assert shared.running == 0
@@ -186,12 +188,14 @@ def test_the_executor_fails_a_handler_still_running_after_the_grace_period(dsn, 
 
     async def test(conn: Reconnecting) -> Held:
         shared = state()
-        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        outcomes: Outcomes = asyncio.Queue()
         part = Executor({"slow": slow}, shared, outcomes, conn, max_abandoned=1)
         part.start(jobs[0])
         await part.finish(grace=0.1)
         part.close()
-        return outcomes.get_nowait()
+        [late] = outcomes.get_nowait()
+        assert outcomes.empty()
+        return late
 
     late = with_database(dsn, test)
     assert late.error == "the worker stopped before the handler finished (grace period 0.1 s)"
@@ -210,7 +214,7 @@ def test_the_executor_keeps_jobs_claimed_ahead_until_a_slot_frees(dsn, db):
 
     async def test(conn: Reconnecting) -> None:
         shared = state(concurrency=1, prefetch=2)
-        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        outcomes: Outcomes = asyncio.Queue()
         part = Executor({"slow": slow}, shared, outcomes, conn, max_abandoned=1)
         try:
             for claimed in jobs:
@@ -279,21 +283,27 @@ def test_the_completer_fails_only_the_job_whose_result_the_database_refuses(dsn,
     assert "was lost" not in caplog.text
 
 
-def test_the_completer_waits_for_what_is_queued_until_drained(dsn, db):
-    job_id = enqueue(db)
-    jobs = claim(db)
+def test_the_completer_stores_every_list_queued_until_drained(dsn, db):
+    ids = [enqueue(db) for _ in range(3)]
+    jobs = claim(db, batch_size=3)
 
     async def test(conn: Reconnecting) -> None:
-        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        outcomes: Outcomes = asyncio.Queue()
         part = Completer(conn, state(), outcomes)
+        outcomes.put_nowait([held(jobs[0], result='"first"')])
+        outcomes.put_nowait([held(jobs[1], result='"second"'), held(jobs[2], result='"third"')])
         running = asyncio.create_task(part.run())
-        outcomes.put_nowait(held(jobs[0], result='"done"'))
-        await part.drained(10)
+        # join() returns only once every list taken is marked done.
+        await asyncio.wait_for(outcomes.join(), 10)
         running.cancel()
         assert outcomes.empty()
 
     with_database(dsn, test)
-    assert (status(db, job_id), job(db, job_id)["result"]) == ("completed", "done")
+    assert [(status(db, i), job(db, i)["result"]) for i in ids] == [
+        ("completed", "first"),
+        ("completed", "second"),
+        ("completed", "third"),
+    ]
 
 
 # The lease keeper -------------------------------------------------------------------

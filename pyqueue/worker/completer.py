@@ -19,12 +19,13 @@ from pyqueue.jobs import FailOutcome
 from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.joblog import JobLog
-from pyqueue.worker.outcome import Held
+from pyqueue.worker.outcome import Held, Outcomes
 from pyqueue.worker.state import State
 
 logger = logging.getLogger("pyqueue.worker")
 
-# Outcomes stored per burst at most, so that one statement stays of bounded size.
+# Outcomes stored per burst, so that one statement stays of bounded size: once
+# a burst has this many, it takes no more lists from the queue.
 BURST = 1000
 
 
@@ -35,7 +36,7 @@ class Completer:
         self,
         db: Reconnecting,
         state: State,
-        outcomes: asyncio.Queue[Held],
+        outcomes: Outcomes,
         log: JobLog | None = None,
     ) -> None:
         self.db = db
@@ -46,9 +47,11 @@ class Completer:
     async def run(self) -> None:
         outcomes = self.outcomes
         while True:
-            burst = [await outcomes.get()]
+            burst = await outcomes.get()
+            taken = 1
             while not outcomes.empty() and len(burst) < BURST:
-                burst.append(outcomes.get_nowait())
+                burst += outcomes.get_nowait()
+                taken += 1
             try:
                 await self.store(burst)
             except Exception:
@@ -59,7 +62,7 @@ class Completer:
                 for held in burst:
                     self.state.forget(held)
             finally:
-                for _ in burst:
+                for _ in range(taken):
                     outcomes.task_done()
 
     async def store(self, burst: list[Held]) -> None:
@@ -103,12 +106,12 @@ class Completer:
                 return [held]
             return [refused for held in successes for refused in await self.complete([held])]
         stored = {row[0] for row in rows}
+        self.log.completed([h for h in successes if h.job.id in stored])
+        forget = self.state.forget
         for held in successes:
-            if held.job.id in stored:
-                self.log.completed(held)
-            else:
+            if held.job.id not in stored:
                 self.log.lost(held, "its result was not stored")
-            self.state.forget(held)
+            forget(held)
         return []
 
     async def fail(self, failures: list[Held]) -> None:

@@ -8,9 +8,11 @@ plain one on a daemon thread (threads.py). A thread hands its outcome back toget
 of the other threads that finished meanwhile, in one loop callback: the loop is
 the worker's bottleneck, and a wake-up per job would cost it more than the job.
 
-A job's outcome enters `outcomes` only after its last progress report is stored
-(or PROGRESS_FLUSH_SECONDS passed), so a late report never lands on a job that
-is already completed.
+Outcomes go to the completer in lists, the outcomes finished together in one
+list (a burst of threads' outcomes is one item, not one per job). A job's
+outcome enters `outcomes` only after its last progress report is stored (or
+PROGRESS_FLUSH_SECONDS passed), so a late report never lands on a job that is
+already completed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pyqueue.jobs import ClaimedJob
 from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.context import JobContext
-from pyqueue.worker.outcome import Held, encode_result, failure
+from pyqueue.worker.outcome import Held, Outcomes, encode_result, failure
 from pyqueue.worker.slots import AsyncSlots
 from pyqueue.worker.state import State
 from pyqueue.worker.threads import RETIRE, DaemonThreads
@@ -59,7 +61,7 @@ class Executor:
         self,
         handlers: dict[str, Handler],
         state: State,
-        outcomes: asyncio.Queue[Held],
+        outcomes: Outcomes,
         progress_db: Reconnecting,
         max_abandoned: int,
     ) -> None:
@@ -190,7 +192,8 @@ class Executor:
             held.finished = True
             held.error = f"the worker stopped before the handler finished (grace period {grace} s)"
             state.running -= 1
-            self.outcomes.put_nowait(held)
+        if unfinished:
+            self.outcomes.put_nowait(unfinished)
 
     def close(self) -> None:
         """Cancel async handlers; let handler threads end after their current call."""
@@ -221,9 +224,9 @@ class Executor:
             task = asyncio.current_task()
             if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
                 raise  # cancelled by the worker: stopping at once, or the grace period is over
-            self._finished(held, *failure(error))
+            self._finish_one(held, *failure(error))
             return
-        self._finished(held, result, None, None)
+        self._finish_one(held, result, None, None)
 
     def _run_plain(self, held: Held) -> object:
         """On a handler thread: run the handler, post its outcome to the loop."""
@@ -238,11 +241,11 @@ class Executor:
         except BaseException as error:
             posted = (held, *failure(error))
         if held.abandoned:  # another thread has taken this one's place
-            self._call_on_loop(self._finished, *posted)
+            self._call_on_loop(self._finish_one, *posted)
             return RETIRE
         if held.context.reported:
             # After its progress reports, which took this same way to the loop.
-            self._call_on_loop(self._finished, *posted)
+            self._call_on_loop(self._finish_one, *posted)
             return None
         with self._posted_lock:
             self._posted.append(posted)
@@ -259,17 +262,29 @@ class Executor:
     def _take_posted(self) -> None:
         with self._posted_lock:
             posted, self._posted = self._posted, []
-        for held, result, error, trace in posted:
-            self._finished(held, result, error, trace)
+        finished = self._finished
+        done = [outcome[0] for outcome in posted if finished(*outcome)]
+        if done:
+            self.outcomes.put_nowait(done)
+
+    def _finish_one(
+        self, held: Held, result: str | None, error: str | None, trace: str | None
+    ) -> None:
+        if self._finished(held, result, error, trace):
+            self.outcomes.put_nowait([held])
 
     def _finished(
         self, held: Held, result: str | None, error: str | None, trace: str | None
-    ) -> None:
-        """A handler is done: free its slot and queue its outcome for storing."""
+    ) -> bool:
+        """A handler is done: free its slot; whether its outcome is to be queued now.
+
+        Not when the job is no longer held, or its outcome is stored already (in
+        the handler's own transaction), or it waits for a progress report.
+        """
         if held.finished:  # failed already (the grace period), or abandoned
             if held.abandoned and not self.runs_async[held.job.queue]:  # a thread's call returned
                 self.abandoned_threads -= 1
-            return
+            return False
         held.finished = True
         held.context.end()
         held.result, held.error, held.traceback = result, error, trace
@@ -283,13 +298,14 @@ class Executor:
                 logger.warning("job %s: completed in its transaction, then failed: %s",
                                held.job.id, error)  # fmt: skip
             state.forget(held)
-        elif held.context.reporting:  # its last progress report first, not lost after completion
+            return False
+        if held.context.reporting:  # its last progress report first, not lost after completion
             self._track(self._queue_after_reports(held))
-        else:
-            self.outcomes.put_nowait(held)
+            return False
+        return True
 
     async def _queue_after_reports(self, held: Held) -> None:
         try:
             await held.context.flushed(PROGRESS_FLUSH_SECONDS)
         finally:
-            self.outcomes.put_nowait(held)
+            self.outcomes.put_nowait([held])

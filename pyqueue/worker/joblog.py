@@ -43,10 +43,14 @@ class JobLog:
     def __init__(self, metrics: WorkerMetrics | None = None) -> None:
         self.metrics = metrics
 
-    def completed(self, held: Held) -> None:
+    def completed(self, completed: list[Held]) -> None:
+        """Jobs completed in one burst (asked of the logger once, not once a job)."""
         if self.metrics is not None:
-            self.metrics.handled(held, COMPLETED)
-        if logger.isEnabledFor(logging.INFO):
+            for held in completed:
+                self.metrics.handled(held, COMPLETED)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        for held in completed:
             fields = job_fields(held, COMPLETED)
             logger.info(
                 "job %s (%s) completed in %.3f s",

@@ -35,6 +35,9 @@ class Held:
     traceback: str | None = None
 
 
+# The executor's queue to the completer: the outcomes finished together, one list each.
+Outcomes = asyncio.Queue[list[Held]]
+
 # What a handler produced: (result, error, traceback); error None is a success.
 Outcome = tuple["str | None", "str | None", "str | None"]
 

@@ -35,7 +35,7 @@ from pyqueue.worker.leases import LeaseKeeper
 from pyqueue.worker.listener import Listener
 from pyqueue.worker.maintainer import Maintainer
 from pyqueue.worker.metrics import WorkerMetrics
-from pyqueue.worker.outcome import Held
+from pyqueue.worker.outcome import Outcomes
 from pyqueue.worker.settings import Settings
 from pyqueue.worker.state import State, wait_any
 
@@ -67,7 +67,7 @@ class Session:
         self.db = connection("main")
         self.outcome_db = connection("outcomes")
         self.listen_db = connection("LISTEN")
-        outcomes: asyncio.Queue[Held] = asyncio.Queue()
+        outcomes: Outcomes = asyncio.Queue()
         self.executor = Executor(
             handlers, self.state, outcomes, self.db, settings.max_abandoned_threads
         )

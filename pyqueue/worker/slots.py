@@ -6,8 +6,9 @@ instead takes the next ready job itself when a handler returns, and parks only
 when none is ready. It yields to the loop between two jobs, so that handlers
 that never suspend cannot starve the claimer and the completer.
 
-At most as many slot tasks run as handlers ever ran at once: a new one is
-started only when every slot is busy with a job.
+A new slot task is started only when every slot task is busy with a job, so
+there are at most concurrency + 1 of them: a slot finishing its job still
+counts as busy when its outcome starts the next waiting job.
 """
 
 from __future__ import annotations
