@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from pyqueue import SCHEMA_VERSION, InvalidArgument, SchemaError
-from pyqueue.worker import JobContext, Worker, executor
+from pyqueue.worker import JobContext, Worker, plain
 from pyqueue.worker.claimer import Claimer
 from pyqueue.worker.executor import Executor
 from tests.helpers import enqueue, running, status, wait_until
@@ -167,14 +167,14 @@ def test_a_result_with_a_nul_character_fails_only_its_own_job(dsn, queue):
 def test_a_result_the_database_refuses_fails_only_its_own_job(dsn, queue, monkeypatch):
     # JSON text that Python accepts and jsonb refuses (numeric overflow), standing
     # for any result the database turns down once it is sent in a batch.
-    original = executor.encode_result
+    original = plain.encode_result  # the handler below is plain: plain.py encodes its result
 
     def encode(value: Any) -> Jsonb | None:
         if value == "overflow":
             return Jsonb(None, dumps=lambda _: '{"n": 1e1000000}')
         return original(value)
 
-    monkeypatch.setattr(executor, "encode_result", encode)
+    monkeypatch.setattr(plain, "encode_result", encode)
     worker = Worker(concurrency=4, **FAST)
     gate = threading.Barrier(3, timeout=10)
 

@@ -13,9 +13,11 @@ How it is built (session.py draws it): one asyncio event loop per run, and
 on it a few parts with one job each, meeting only in a small shared State
 (state.py) and in one queue of outcomes:
 
-- claimer.py: leases due jobs for free handler slots, in batches;
-- executor.py: runs each job's handler (`async def` on the loop, plain ones
-  on daemon threads, threads.py) and queues its outcome;
+- claimer.py: leases due jobs for free handler slots and up to `prefetch`
+  more, in batches;
+- executor.py: runs each job's handler, or keeps the job waiting for a slot
+  (`async def` handlers on slot tasks of the loop, slots.py; plain ones on
+  daemon threads, plain.py), and queues its outcome;
 - completer.py: stores the outcomes queued meanwhile as one burst;
 - leases.py: extends the leases of the jobs held, recovers expired ones;
 - listener.py: LISTENs for enqueues and wakes the claimer;
@@ -34,10 +36,10 @@ What must stay true:
   decides when to call. A call lost with its connection is repeated on a new
   one (connection.py), which is safe because SQL fences every call with the
   job's lease token.
-- The worker never holds more jobs than `concurrency`: a handler slot is
-  taken from a job's claim until its outcome is stored. So a busy worker
-  leaves work to idle ones, a stop rarely has jobs to hand back, and a kill -9
-  re-runs at most `concurrency` jobs.
+- A worker holds at most `concurrency + prefetch` jobs running or waiting to
+  run, and at most twice that counting outcomes not yet stored (state.py). So
+  a busy worker leaves all but `prefetch` jobs to idle ones, and a kill -9
+  re-runs at most 2 x (concurrency + prefetch) jobs.
 - At most one claim is in flight: two would skip each other's locked rows.
 - A job's last progress report is stored before its outcome.
 """

@@ -4,9 +4,8 @@ A job claimed while every slot is busy waits in `state.waiting` and starts
 when a handler finishes, on the loop, without a round trip to the database.
 
 An `async def` handler runs on a slot task of the worker's loop (slots.py); a
-plain one on a daemon thread (threads.py). A thread hands its outcome back together with those
-of the other threads that finished meanwhile, in one loop callback: the loop is
-the worker's bottleneck, and a wake-up per job would cost it more than the job.
+plain one on a daemon thread (plain.py), whose outcome comes back to the loop
+with those of the other threads that finished meanwhile.
 
 Outcomes go to the completer in lists, the outcomes finished together in one
 list (a burst of threads' outcomes is one item, not one per job). A job's
@@ -21,7 +20,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,16 +30,14 @@ from pyqueue.values import sql_text
 from pyqueue.worker.connection import Reconnecting
 from pyqueue.worker.context import JobContext
 from pyqueue.worker.outcome import Held, Outcomes, encode_result, failure
+from pyqueue.worker.plain import PlainThreads, Posted
 from pyqueue.worker.slots import AsyncSlots
 from pyqueue.worker.state import State
-from pyqueue.worker.threads import RETIRE, DaemonThreads
 from pyqueue.worker.transaction import TransactionConnections
 
 logger = logging.getLogger("pyqueue.worker")
 
 Handler = Callable[[Any, JobContext], Any]
-# A plain handler's outcome, posted by its thread: (held, result, error, traceback).
-Posted = tuple[Held, "str | None", "str | None", "str | None"]
 
 # How long a finished handler waits for its last progress report to be stored.
 PROGRESS_FLUSH_SECONDS = 5.0
@@ -74,10 +70,9 @@ class Executor:
         self.slots = AsyncSlots(self._run_async)
         # Finished jobs waiting for their last progress report.
         self.tasks: set[asyncio.Task[None]] = set()
-        self.threads = DaemonThreads(state.concurrency, "pyqueue-handler", self._run_plain)
-        # Outcomes posted by handler threads and not yet taken by the loop.
-        self._posted: list[Posted] = []
-        self._posted_lock = threading.Lock()
+        self.threads = PlainThreads(
+            state.concurrency, handlers, self.loop, self._finish_one, self._finish_burst
+        )
         self._send_progress = self.send_progress  # bound once, not once per job
         self.transactions = TransactionConnections(progress_db.conninfo)
         # Handler threads still running jobs given up on, and how many may be.
@@ -228,40 +223,7 @@ class Executor:
             return
         self._finish_one(held, result, None, None)
 
-    def _run_plain(self, held: Held) -> object:
-        """On a handler thread: run the handler, post its outcome to the loop."""
-        handler = self.handlers[held.job.queue]
-        try:
-            posted: Posted = (
-                held,
-                encode_result(handler(held.job.payload, held.context)),
-                None,
-                None,
-            )
-        except BaseException as error:
-            posted = (held, *failure(error))
-        if held.abandoned:  # another thread has taken this one's place
-            self._call_on_loop(self._finish_one, *posted)
-            return RETIRE
-        if held.context.reported:
-            # After its progress reports, which took this same way to the loop.
-            self._call_on_loop(self._finish_one, *posted)
-            return None
-        with self._posted_lock:
-            self._posted.append(posted)
-            first = len(self._posted) == 1  # else _take_posted is already due
-        if first:
-            self._call_on_loop(self._take_posted)
-        return None
-
-    def _call_on_loop(self, callback: Callable[..., object], *args: Any) -> None:
-        # RuntimeError: the loop is closed, the worker stopped at once.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(callback, *args)
-
-    def _take_posted(self) -> None:
-        with self._posted_lock:
-            posted, self._posted = self._posted, []
+    def _finish_burst(self, posted: list[Posted]) -> None:
         finished = self._finished
         done = [outcome[0] for outcome in posted if finished(*outcome)]
         if done:
